@@ -1,0 +1,145 @@
+//! Leave nothing behind, even when interrupted.
+//!
+//! A shared-memory object or a named semaphore lives in `/dev/shm` until someone unlinks it, and a
+//! child lives until someone kills and reaps it. Drop handles the normal path; this module handles
+//! SIGINT, SIGTERM, SIGHUP and SIGQUIT, which would otherwise end the program without running Drop.
+//!
+//! The handler only makes async-signal-safe calls (`kill`, `waitpid`, `unlink`, `signal`, `raise`:
+//! see `signal-safety(7)`): no allocation, no locks, no printing. Everything it needs was prepared on
+//! the normal path: paths as C strings, pids as integers, stored in fixed slots of atomics. After it
+//! has cleaned up, it restores the default action and re-raises the signal, so the parent shell
+//! sees the program end "killed by SIGINT", as it would have without us.
+
+use std::ffi::{c_char, CString};
+use std::ptr::null_mut;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
+use std::sync::Once;
+
+const SLOTS: usize = 64;
+
+/// `/dev/shm/...` paths to unlink, owned by the process whose pid is in the matching slot.
+static PATHS: [AtomicPtr<c_char>; SLOTS] = [const { AtomicPtr::new(null_mut()) }; SLOTS];
+static PATH_OWNERS: [AtomicI32; SLOTS] = [const { AtomicI32::new(0) }; SLOTS];
+/// Children to kill and reap, with the pid of the parent that started each.
+static CHILDREN: [AtomicI32; SLOTS] = [const { AtomicI32::new(0) }; SLOTS];
+static CHILD_PARENTS: [AtomicI32; SLOTS] = [const { AtomicI32::new(0) }; SLOTS];
+
+static INSTALL: Once = Once::new();
+static DISABLED: AtomicBool = AtomicBool::new(false);
+
+const SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
+/// Remembers an object in `/dev/shm` (its name as given to `shm_open`, e.g. `/vmbook-x`; a named
+/// semaphore is `/dev/shm/sem.NAME`) so that an interrupting signal unlinks it. Returns the slot.
+pub fn track_path(dev_shm_path: &str) -> Option<usize> {
+    install();
+    let c = CString::new(dev_shm_path).ok()?.into_raw();
+    for (slot, cell) in PATHS.iter().enumerate() {
+        if cell
+            .compare_exchange(null_mut(), c, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            PATH_OWNERS[slot].store(std::process::id() as i32, Ordering::SeqCst);
+            return Some(slot);
+        }
+    }
+    // SAFETY: `c` came from `into_raw` above and was not stored anywhere.
+    drop(unsafe { CString::from_raw(c) });
+    None
+}
+
+/// Forgets a path once it has been unlinked on the normal path.
+pub fn untrack_path(slot: Option<usize>) {
+    if let Some(slot) = slot {
+        let old = PATHS[slot].swap(null_mut(), Ordering::SeqCst);
+        if !old.is_null() {
+            // SAFETY: every non-null pointer in PATHS came from `CString::into_raw` in track_path,
+            // and the swap above removed it, so nobody else frees it.
+            drop(unsafe { CString::from_raw(old) });
+        }
+    }
+}
+
+/// Remembers a child so that an interrupting signal kills and reaps it.
+pub fn track_child(pid: i32) {
+    install();
+    for (slot, cell) in CHILDREN.iter().enumerate() {
+        if cell
+            .compare_exchange(0, pid, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            CHILD_PARENTS[slot].store(std::process::id() as i32, Ordering::SeqCst);
+            return;
+        }
+    }
+}
+
+/// Forgets a child once it has been reaped.
+pub fn untrack_child(pid: i32) {
+    for cell in CHILDREN.iter() {
+        let _ = cell.compare_exchange(pid, 0, Ordering::SeqCst, Ordering::SeqCst);
+    }
+}
+
+/// Turns the handler off for programs that demonstrate what happens *without* it (chapter 7).
+pub fn disable_signal_cleanup() {
+    DISABLED.store(true, Ordering::SeqCst);
+    for sig in SIGNALS {
+        // SAFETY: restoring the default action is always sound.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+}
+
+fn install() {
+    if DISABLED.load(Ordering::SeqCst) {
+        return;
+    }
+    INSTALL.call_once(|| {
+        for sig in SIGNALS {
+            // SAFETY: `on_signal` only makes async-signal-safe calls and touches only atomics.
+            unsafe {
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = on_signal as *const () as usize;
+                libc::sigemptyset(&mut action.sa_mask);
+                // Keep the other cleanup signals blocked while one is being handled.
+                for other in SIGNALS {
+                    libc::sigaddset(&mut action.sa_mask, other);
+                }
+                libc::sigaction(sig, &action, std::ptr::null_mut());
+            }
+        }
+    });
+}
+
+/// Unlinks this process's paths and kills and reaps its children; async-signal-safe.
+pub fn cleanup_now() {
+    // SAFETY: getpid, kill, waitpid and unlink are async-signal-safe; the pointers are C strings
+    // leaked by track_path and freed only after being swapped out of their slot.
+    unsafe {
+        let me = libc::getpid();
+        for (slot, cell) in CHILDREN.iter().enumerate() {
+            let pid = cell.load(Ordering::SeqCst);
+            if pid > 0 && CHILD_PARENTS[slot].load(Ordering::SeqCst) == me {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+                cell.store(0, Ordering::SeqCst);
+            }
+        }
+        for (slot, cell) in PATHS.iter().enumerate() {
+            let path = cell.load(Ordering::SeqCst);
+            if !path.is_null() && PATH_OWNERS[slot].load(Ordering::SeqCst) == me {
+                libc::unlink(path);
+            }
+        }
+    }
+}
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    cleanup_now();
+    // SAFETY: signal and raise are async-signal-safe; re-raising with the default action ends the
+    // process the way the signal would have.
+    unsafe {
+        libc::signal(sig, libc::SIG_DFL);
+        libc::raise(sig);
+    }
+}

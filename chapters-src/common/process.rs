@@ -1,0 +1,62 @@
+//! Forking from a chapter program, safely.
+//!
+//! `fork` copies only the calling thread. In a multi-threaded process another thread may hold a lock
+//! (the allocator's, stdout's) at that instant, and the child would wait on it forever; so
+//! [`fork_child`] first checks that this process has exactly one thread. The child runs a closure
+//! and leaves with `_exit`, which runs no destructors and flushes nothing that belongs to the parent.
+
+use crate::cleanup;
+use anyhow::{bail, Context, Result};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+use std::io::Write;
+
+/// The number of threads in this process, from /proc/self/task.
+pub fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Forks; the child runs `child` and exits with the code it returns (101 if it panics).
+/// The parent gets the child's pid and must reap it with [`wait_child`].
+pub fn fork_child(child: impl FnOnce() -> i32) -> Result<Pid> {
+    let threads = thread_count();
+    if threads != 1 {
+        bail!("fork refused: this process has {threads} threads, and fork copies only one");
+    }
+    // Anything still buffered would be written twice: once by each process.
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: the process is single-threaded (checked above), so no lock can be held by a thread
+    // that does not exist in the child.
+    match unsafe { fork() }.context("fork")? {
+        ForkResult::Child => {
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(101);
+            let _ = std::io::stdout().flush();
+            // SAFETY: _exit ends the child at once, without running the parent's destructors twice
+            // (they would unmap, unlink and flush what the parent still owns).
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => {
+            cleanup::track_child(child.as_raw());
+            Ok(child)
+        }
+    }
+}
+
+/// Waits for a child started by [`fork_child`] and returns how it ended.
+pub fn wait_child(pid: Pid) -> Result<WaitStatus> {
+    let status = waitpid(pid, None).with_context(|| format!("waitpid({pid})"))?;
+    cleanup::untrack_child(pid.as_raw());
+    Ok(status)
+}
+
+/// Waits for a child and returns its exit code; an error if a signal killed it.
+pub fn wait_exit_code(pid: Pid) -> Result<i32> {
+    match wait_child(pid)? {
+        WaitStatus::Exited(_, code) => Ok(code),
+        WaitStatus::Signaled(_, sig, _) => bail!("child {pid} was killed by {sig}"),
+        other => bail!("child {pid} ended unexpectedly: {other:?}"),
+    }
+}
