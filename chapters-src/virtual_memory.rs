@@ -19,6 +19,9 @@ use vmbook::{banner, bytes, finding, kb, section, Mapping};
 struct Options {
     #[command(subcommand)]
     experiment: Option<Experiment>,
+    /// Stop at each experiment, print this process's pid and what to inspect, wait for Enter.
+    #[arg(long, global = true)]
+    pause: bool,
 }
 
 #[derive(Subcommand)]
@@ -49,6 +52,7 @@ enum Experiment {
 
 fn main() -> std::process::ExitCode {
     let options = Options::parse();
+    vmbook::pause::enable(options.pause);
     vmbook::run(|| match options.experiment {
         Some(Experiment::AslrProbe) => aslr_probe(),
         Some(experiment) => {
@@ -147,6 +151,10 @@ fn where_things_live() -> Result<()> {
             }
         );
     }
+    vmbook::pause::here(
+        "the values above exist; compare with the kernel's own listing",
+        &["cat /proc/PID/maps", "grep -A3 heap /proc/PID/smaps"],
+    );
     std::hint::black_box((&on_stack, &on_heap, &big));
     let right = found.iter().filter(|(_, got, want)| got == want).count();
     let detail: Vec<String> = found
@@ -196,6 +204,13 @@ fn one_address_two_values() -> Result<()> {
         println!(
             "child:  I wrote 2 at {:#x} and read back {seen}",
             &*value as *const u64 as usize
+        );
+        vmbook::pause::here(
+            "this is the child; it has written 2, its parent still holds 1",
+            &[
+                "ps -o pid,ppid,stat,cmd --pid PID --ppid PID",
+                "cat /proc/PID/maps",
+            ],
         );
         let report = [
             (&*value as *const u64 as usize as u64).to_ne_bytes(),
@@ -248,6 +263,13 @@ fn reserve_more_than_ram(reserve_gib: u64, touch_mib: u64) -> Result<()> {
     }
     let touched = vm_counters()?;
     // ANCHOR_END: reserve_more_than_ram
+    vmbook::pause::here(
+        "the reservation exists and its first pages are touched",
+        &[
+            "grep -E 'VmSize|VmRSS' /proc/PID/status",
+            "cat /proc/PID/smaps_rollup",
+        ],
+    );
     println!("RAM in this machine (MemTotal): {}", kb(ram));
     println!("{:<34} {:>16} {:>12}", "", "VmSize", "VmRSS");
     for (label, c) in [

@@ -9,6 +9,7 @@ pub mod cleanup;
 pub mod fail;
 pub mod mapping;
 pub mod output;
+pub mod pause;
 pub mod process;
 pub mod procinfo;
 pub mod shm;
