@@ -1,0 +1,6 @@
+//! `claims`: not written yet.
+
+fn main() -> std::process::ExitCode {
+    eprintln!("claims: not written yet");
+    std::process::ExitCode::FAILURE
+}
