@@ -7,6 +7,7 @@
 
 pub mod cleanup;
 pub mod fail;
+pub mod futex;
 pub mod mapping;
 pub mod output;
 pub mod pause;
