@@ -151,6 +151,24 @@ fn where_things_live() -> Result<()> {
             }
         );
     }
+    println!("\ntotal size by region:");
+    for kind in [
+        "program code",
+        "program constants",
+        "program data",
+        "heap",
+        "shared library",
+        "anonymous mapping",
+        "stack",
+        "kernel-provided",
+    ] {
+        let total: u64 = maps
+            .iter()
+            .filter(|m| region(&m.pathname, &m.perms.as_str(), &exe) == kind)
+            .map(|m| m.address.1 - m.address.0)
+            .sum();
+        println!("  {kind:<18} {:>10}", kb(total));
+    }
     vmbook::pause::here(
         "the values above exist; compare with the kernel's own listing",
         &["cat /proc/PID/maps", "grep -A3 heap /proc/PID/smaps"],
