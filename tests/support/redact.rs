@@ -20,6 +20,7 @@ use regex::Regex;
 
 /// (pattern, replacement) pairs, applied in order.
 pub const FILTERS: &[(&str, &str)] = &[
+    (r"vmbook-[A-Za-z0-9_]+-\d+-\d+", "vmbook-[TAG]-[PID]-[N]"), // shm/semaphore names
     (r"0x[0-9a-fA-F]+", "[ADDR]"),
     (r"\bpid \d+", "pid [PID]"),
     (r"\b\d+(?:\.\d+)? ?(?:[KMGT]i?B|B)/s\b", "[RATE]"),
