@@ -18,7 +18,7 @@ use std::process::{Command, ExitCode, Stdio};
 /// were confirmed and how many refuted on this kernel. Exits non-zero if any claim was refuted or
 /// any program failed. Run it from the project root: `cargo run --bin claims`.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, long_about = None)]
 struct Options {
     /// Only run the chapters whose file name contains this text (for example `virtual-memory`).
     #[arg(long)]

@@ -1,0 +1,174 @@
+//! What the reader's-experience tests share (browser, live reload, help and "Try it", --pause):
+//! the chapters as `book/SUMMARY.md` lists them, and running a process with a time limit.
+#![allow(dead_code)]
+
+use crate::support::{self, Directive};
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// One page `book/SUMMARY.md` links to.
+#[derive(Clone, Debug)]
+pub struct Chapter {
+    /// As the table of contents shows it (`Virtual memory`, `Appendix A: Measured IPC`).
+    pub title: String,
+    /// Relative to the project root: `book/virtual-memory.md`.
+    pub file: PathBuf,
+    /// The directives in this file, in order.
+    pub directives: Vec<Directive>,
+}
+
+impl Chapter {
+    /// The rendered page, relative to the build directory: `virtual-memory.html`.
+    pub fn html(&self) -> String {
+        self.file
+            .strip_prefix("book")
+            .unwrap()
+            .with_extension("html")
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// The chapter binaries its directives run, in order of first use.
+    pub fn binaries(&self) -> Vec<String> {
+        let mut bins: Vec<String> = Vec::new();
+        for d in &self.directives {
+            if let Ok((bin, _)) = &d.parsed {
+                if !bins.contains(bin) {
+                    bins.push(bin.clone());
+                }
+            }
+        }
+        bins
+    }
+
+    /// The words a chapter program's `--help` must mention: the title, without an `Appendix A: `.
+    pub fn name_in_help(&self) -> String {
+        match self.title.split_once(": ") {
+            Some((prefix, rest)) if prefix.starts_with("Appendix") => rest.to_string(),
+            _ => self.title.clone(),
+        }
+    }
+}
+
+/// Every page SUMMARY.md links to (drafts `- [Title]()` are skipped), in reading order, with the
+/// directives `tests/support` finds in it.
+pub fn chapters() -> Vec<Chapter> {
+    let summary = std::fs::read_to_string(support::root().join("book/SUMMARY.md")).unwrap();
+    let link = regex::Regex::new(r"\[([^\]]+)\]\(([^)]+\.md)\)").unwrap();
+    let all = support::directives();
+    link.captures_iter(&summary)
+        .map(|cap| {
+            let file = PathBuf::from("book").join(&cap[2]);
+            Chapter {
+                title: cap[1].to_string(),
+                directives: all.iter().filter(|d| d.file == file).cloned().collect(),
+                file,
+            }
+        })
+        .collect()
+}
+
+/// The chapters that run programs: the ones whose binaries, help and "Try it" are tested.
+pub fn program_chapters() -> Vec<Chapter> {
+    chapters()
+        .into_iter()
+        .filter(|c| !c.directives.is_empty())
+        .collect()
+}
+
+/// What a process did within its time limit.
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+/// Runs `command` (stdin empty, in its own process group) and waits at most `limit`. On time out
+/// the whole group is killed and reaped, and the error says so.
+pub fn run_with_limit(command: &mut Command, limit: Duration) -> Result<Finished, String> {
+    use std::os::unix::process::CommandExt;
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let started = Instant::now();
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot start {command:?}: {e}"))?;
+    let stdout = drain(&mut child, true);
+    let stderr = drain(&mut child, false);
+    loop {
+        if exited(&child) {
+            break;
+        }
+        if started.elapsed() > limit {
+            kill_group(&child);
+            let _ = child.wait();
+            return Err(format!(
+                "did not finish within {limit:?} and was killed; stdout so far:\n{}",
+                stdout.join().unwrap_or_default()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let elapsed = started.elapsed();
+    // The leader is a zombie, not yet reaped, so its pid (the group's id) cannot be reused: a
+    // straggler in the group (a child that outlived its parent) must not keep the pipes open.
+    kill_group(&child);
+    let status = child.wait().unwrap();
+    Ok(Finished {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+        elapsed,
+    })
+}
+
+fn drain(child: &mut Child, stdout: bool) -> std::thread::JoinHandle<String> {
+    let mut pipe: Box<dyn Read + Send> = if stdout {
+        Box::new(child.stdout.take().unwrap())
+    } else {
+        Box::new(child.stderr.take().unwrap())
+    };
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// Whether `child` has exited, without reaping it (`waitid` with `WNOWAIT`).
+pub fn exited(child: &Child) -> bool {
+    use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    !matches!(
+        waitid(
+            Id::Pid(nix::unistd::Pid::from_raw(child.id() as i32)),
+            flags
+        ),
+        Ok(WaitStatus::StillAlive)
+    )
+}
+
+/// SIGKILL to the process group led by `child` (started with `process_group(0)`).
+pub fn kill_group(child: &Child) {
+    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+}
+
+/// Whether the tests run in CI (where a missing tool is a failure, not a skip).
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+}
+
+/// Skips a test whose tool is missing: a clear message outside CI, a failure in CI.
+pub fn skip_or_fail(why: &str) {
+    if in_ci() {
+        panic!("{why} (CI is set: a missing tool fails here; .ci/run installs it)");
+    }
+    eprintln!("SKIPPED: {why} (this fails in CI; .ci/run installs it)");
+}
