@@ -89,9 +89,23 @@ pub struct Finished {
 /// Runs `command` (stdin empty, in its own process group) and waits at most `limit`. On time out
 /// the whole group is killed and reaped, and the error says so.
 pub fn run_with_limit(command: &mut Command, limit: Duration) -> Result<Finished, String> {
+    run_limited(command, limit, false)
+}
+
+/// Like [`run_with_limit`], but stdin is a pipe that stays open and never receives a byte: a
+/// program that waits for input (a pause that should not happen) waits until it is killed.
+pub fn run_with_silent_stdin(command: &mut Command, limit: Duration) -> Result<Finished, String> {
+    run_limited(command, limit, true)
+}
+
+fn run_limited(command: &mut Command, limit: Duration, silent: bool) -> Result<Finished, String> {
     use std::os::unix::process::CommandExt;
     command
-        .stdin(Stdio::null())
+        .stdin(if silent {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
@@ -99,6 +113,7 @@ pub fn run_with_limit(command: &mut Command, limit: Duration) -> Result<Finished
     let mut child = command
         .spawn()
         .map_err(|e| format!("cannot start {command:?}: {e}"))?;
+    let _silent_stdin = child.stdin.take();
     let stdout = drain(&mut child, true);
     let stderr = drain(&mut child, false);
     loop {
