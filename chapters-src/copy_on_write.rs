@@ -600,18 +600,20 @@ fn fork_cost_grows_with_memory(small_mib: u64, big_mib: u64) -> Result<()> {
         "fork refused: this process has more than one thread"
     );
     let mut fork_times = Vec::new();
+    let mut resident = None;
     for mib in [small_mib, big_mib] {
+        drop(resident.take()); // each size alone
         let mut region = base_page_region((mib << 20) as usize)?;
         touch_each_page(&mut region, 1); // resident: every page has a frame and a page table entry
         let best = (0..5)
             .map(|_| time_one_fork())
             .collect::<Result<Vec<_>>>()?;
         fork_times.push(best.into_iter().min().unwrap_or_default());
+        resident = Some(region);
     }
-    // What copying the big region's memory would cost: memcpy into pages already resident.
-    let mut source = base_page_region((big_mib << 20) as usize)?;
+    // What copying the big region would cost instead: memcpy into pages already resident.
+    let source = resident.context("no region was mapped")?;
     let mut copy = base_page_region(source.len())?;
-    touch_each_page(&mut source, 1);
     touch_each_page(&mut copy, 2);
     let mut memcpy_time = Duration::MAX;
     for _ in 0..3 {
