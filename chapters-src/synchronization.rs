@@ -440,10 +440,12 @@ fn one_flag_run(load: Load, timeout: Duration) -> Result<(bool, bool)> {
         std::thread::sleep(Duration::from_micros(100));
     }
     std::thread::sleep(Duration::from_millis(5)); // the child is in its loop by now
-    page.data.store(42, Ordering::Relaxed); // the payload ...
-    page.flag.store(1, Ordering::Release); // ... published: everything before this store is
-                                           // visible to whoever sees the 1 with an Acquire load
-                                           // ANCHOR_END: publish
+
+    // The payload, then the flag that publishes it: whoever sees the 1 with an Acquire load
+    // also sees everything this process wrote before its Release store.
+    page.data.store(42, Ordering::Relaxed);
+    page.flag.store(1, Ordering::Release);
+    // ANCHOR_END: publish
     Ok(match wait_or_kill(child, timeout)? {
         Some(WaitStatus::Exited(_, code)) => (true, code == 0),
         Some(other) => bail!("the waiting child ended unexpectedly: {other:?}"),
@@ -949,6 +951,10 @@ fn run_pipeline(lines: u64, slots: usize, futex_wait: bool) -> Result<(Vec<u8>, 
     let (header, ring) = slots_of(&shm, slots)?;
     let path = std::env::temp_dir().join(format!("{}.txt", &vmbook::shm::unique_name()[1..]));
     let slot = cleanup::track_path(&path.to_string_lossy());
+    vmbook::pause::here(
+        "the pipeline's shared-memory object exists; the child is not forked yet",
+        &["ls -l /dev/shm", "grep vmbook /proc/PID/maps"],
+    );
     let start = (now_ns(), cpu_ns());
     let child = fork_child(|| {
         let cpu0 = cpu_ns();
@@ -1108,8 +1114,12 @@ fn robust_mutex(timeout_ms: u64) -> Result<()> {
     section("The owner of a mutex is killed while it holds it");
     let timeout = Duration::from_millis(timeout_ms);
 
-    // ANCHOR: recover
     let account = owner_dies_holding(true)?;
+    vmbook::pause::here(
+        "the mutex's owner was killed and reaped; the mutex still holds its thread id",
+        &["ps -o pid,stat,cmd --ppid PID"],
+    );
+    // ANCHOR: recover
     let m = account.mutex.get();
     let rc = timed_lock(m, timeout);
     println!(
@@ -1122,12 +1132,14 @@ fn robust_mutex(timeout_ms: u64) -> Result<()> {
     );
     println!("  the state it protects: debit {debit}, credit {credit} (half-updated)");
     if rc == libc::EOWNERDEAD {
-        account.credit.store(debit, Ordering::Relaxed); // repair: finish the update
-                                                        // SAFETY: we hold the mutex (EOWNERDEAD means the lock was acquired).
+        // Repair: finish the dead owner's update.
+        account.credit.store(debit, Ordering::Relaxed);
+        // SAFETY: we hold the mutex (EOWNERDEAD means the lock was acquired).
         check(
             unsafe { libc::pthread_mutex_consistent(m) },
             "pthread_mutex_consistent",
         )?;
+        // SAFETY: still ours, now consistent.
         check(
             unsafe { libc::pthread_mutex_unlock(m) },
             "pthread_mutex_unlock",
