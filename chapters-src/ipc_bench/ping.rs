@@ -1,0 +1,359 @@
+//! Round trips of a small message: the parent sends a sequence number, the child sends it back,
+//! the parent checks it and times the whole exchange.
+
+use super::pair::{check_stall, run_pair, Placement, STALL};
+use super::ring::{publish, wait_while};
+use super::stream::{open_queue, receive, with_queue};
+use anyhow::{ensure, Context, Result};
+use nix::mqueue::mq_send;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use nix::unistd::{getppid, pipe, read, write, Pid};
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Instant;
+use vmbook::Mapping;
+
+/// The ways to make one round trip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Ping {
+    Pipe,
+    Socket,
+    Mqueue,
+    /// A word in shared memory, the waiting side asleep in futex(FUTEX_WAIT).
+    Futex,
+    /// A word in shared memory, the waiting side spinning on it.
+    Spin,
+    /// Two POSIX semaphores (sem_init with pshared = 1) in shared memory.
+    Semaphore,
+    /// sigqueue(3) carrying the number, sigtimedwait(2) receiving it.
+    Signal,
+}
+
+impl Ping {
+    pub const ALL: [Ping; 7] = [
+        Ping::Pipe,
+        Ping::Socket,
+        Ping::Mqueue,
+        Ping::Futex,
+        Ping::Spin,
+        Ping::Semaphore,
+        Ping::Signal,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Ping::Pipe => "pipe",
+            Ping::Socket => "Unix socket",
+            Ping::Mqueue => "POSIX mqueue",
+            Ping::Futex => "shm + futex",
+            Ping::Spin => "shm + spin",
+            Ping::Semaphore => "shm + semaphore",
+            Ping::Signal => "signals",
+        }
+    }
+}
+
+/// One side of a round-trip channel: how it receives a number and how it sends one.
+enum Side {
+    Fds {
+        rx: OwnedFd,
+        tx: OwnedFd,
+    },
+    Queues {
+        rx: OwnedFd,
+        tx: OwnedFd,
+    },
+    /// `mine` is the word this side waits on, at line `mine`; `theirs` the one it stores.
+    Word {
+        map: Rc<Mapping>,
+        mine: usize,
+        theirs: usize,
+        spin: bool,
+    },
+    Semaphore {
+        map: Rc<Mapping>,
+        mine: usize,
+        theirs: usize,
+    },
+    Signal {
+        mine: Signal,
+        theirs: Signal,
+        peer: Option<Pid>,
+    },
+}
+
+const LINE: usize = 64;
+
+fn word(map: &Mapping, line: usize) -> &AtomicU32 {
+    // SAFETY: line * 64 is inside the (page-sized, zeroed) mapping and 4-byte aligned; the other
+    // process accesses it only through atomics.
+    unsafe { &*(map.as_ptr().add(line * LINE) as *const AtomicU32) }
+}
+
+fn sem(map: &Mapping, line: usize) -> *mut libc::sem_t {
+    // SAFETY: lines 0 and 1 hold sem_t (32 bytes, 64-aligned here) inside the mapping.
+    unsafe { map.as_ptr().add(line * LINE) as *mut libc::sem_t }
+}
+
+fn slot(map: &Mapping, line: usize) -> &AtomicU64 {
+    // SAFETY: lines 2 and 3 hold the numbers that travel with the semaphores.
+    unsafe { &*(map.as_ptr().add((line + 2) * LINE) as *const AtomicU64) }
+}
+
+fn deadline() -> Result<libc::timespec> {
+    let now =
+        nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME).context("clock_gettime")?;
+    let t = now + nix::sys::time::TimeSpec::from(STALL);
+    Ok(*t.as_ref())
+}
+
+impl Side {
+    fn send(&self, value: u32) -> Result<()> {
+        match self {
+            Side::Fds { tx, .. } => {
+                let n = write(tx, &value.to_ne_bytes()).context("write")?;
+                ensure!(n == 4, "write: short write");
+            }
+            Side::Queues { tx, .. } => {
+                with_queue(tx, |q| mq_send(q, &value.to_ne_bytes(), 0)).context("mq_send")?
+            }
+            Side::Word {
+                map, theirs, spin, ..
+            } => {
+                if *spin {
+                    word(map, *theirs).store(value, Ordering::Release);
+                } else {
+                    publish(word(map, *theirs), value, word(map, theirs + 2));
+                }
+            }
+            Side::Semaphore { map, theirs, .. } => {
+                slot(map, *theirs).store(value.into(), Ordering::Relaxed);
+                // SAFETY: an initialized process-shared semaphore (see `open`); sem_post
+                // releases the store above to the side that sem_waits for it.
+                let r = unsafe { libc::sem_post(sem(map, *theirs)) };
+                ensure!(r == 0, "sem_post: {}", std::io::Error::last_os_error());
+            }
+            Side::Signal { theirs, peer, .. } => {
+                let to = peer.unwrap_or_else(getppid);
+                let val = libc::sigval {
+                    sival_ptr: value as usize as *mut libc::c_void,
+                };
+                // SAFETY: sigqueue only reads its arguments; the number travels in sival_ptr.
+                let r = unsafe { libc::sigqueue(to.as_raw(), *theirs as i32, val) };
+                ensure!(r == 0, "sigqueue: {}", std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+
+    /// Receives the next number; `last` is the previous one (the shared word still holds it).
+    fn recv(&self, last: u32) -> Result<u32> {
+        Ok(match self {
+            Side::Fds { rx, .. } => {
+                let mut buf = [0u8; 4];
+                let n = read(rx, &mut buf).context("read")?;
+                ensure!(
+                    n == 4,
+                    "read: got {n} of 4 bytes: the other process stopped"
+                );
+                u32::from_ne_bytes(buf)
+            }
+            Side::Queues { rx, .. } => {
+                let mut buf = [0u8; 4];
+                ensure!(
+                    receive(rx, &mut buf)? == 4,
+                    "mq_timedreceive: a short message"
+                );
+                u32::from_ne_bytes(buf)
+            }
+            Side::Word {
+                map, mine, spin, ..
+            } => {
+                let w = word(map, *mine);
+                if *spin {
+                    spin_while(w, last)?
+                } else {
+                    wait_while(w, last, word(map, mine + 2), 0)?
+                }
+            }
+            Side::Semaphore { map, mine, .. } => {
+                let until = deadline()?;
+                // SAFETY: an initialized process-shared semaphore; `until` outlives the call.
+                let r = unsafe { libc::sem_timedwait(sem(map, *mine), &until) };
+                ensure!(r == 0, "sem_timedwait: {}", std::io::Error::last_os_error());
+                slot(map, *mine).load(Ordering::Relaxed) as u32
+            }
+            Side::Signal { mine, .. } => {
+                let set = SigSet::from(*mine);
+                let timeout: libc::timespec = *nix::sys::time::TimeSpec::from(STALL).as_ref();
+                // SAFETY: zeroed siginfo_t is a valid output buffer for sigtimedwait.
+                let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+                // SAFETY: set, info and timeout are valid for the call; the signal is blocked,
+                // so it waits here instead of running a handler.
+                let r = unsafe { libc::sigtimedwait(set.as_ref(), &mut info, &timeout) };
+                ensure!(
+                    r == *mine as i32,
+                    "sigtimedwait: {}",
+                    std::io::Error::last_os_error()
+                );
+                // SAFETY: a signal sent by sigqueue carries si_value.
+                unsafe { info.si_value().sival_ptr as usize as u32 }
+            }
+        })
+    }
+}
+
+/// Spins on `word` until it changes; gives up only when the other side has stopped.
+fn spin_while(word: &AtomicU32, seen: u32) -> Result<u32> {
+    let since = Instant::now();
+    loop {
+        for _ in 0..1024 {
+            let now = word.load(Ordering::Acquire);
+            if now != seen {
+                return Ok(now);
+            }
+            std::hint::spin_loop();
+        }
+        check_stall(since, "spin")?;
+    }
+}
+
+/// Opens a round-trip channel: (the parent's side, the child's side).
+fn open(kind: Ping) -> Result<(Side, Side)> {
+    let fds = |(a_rx, a_tx): (OwnedFd, OwnedFd), (b_rx, b_tx): (OwnedFd, OwnedFd)| {
+        (
+            Side::Fds { rx: b_rx, tx: a_tx },
+            Side::Fds { rx: a_rx, tx: b_tx },
+        )
+    };
+    Ok(match kind {
+        Ping::Pipe => fds(pipe().context("pipe")?, pipe().context("pipe")?),
+        Ping::Socket => {
+            let (a, b) = socketpair(
+                AddressFamily::Unix,
+                SockType::Stream,
+                None,
+                SockFlag::empty(),
+            )
+            .context("socketpair(AF_UNIX, SOCK_STREAM)")?;
+            let (a2, b2) = (a.try_clone().context("dup")?, b.try_clone().context("dup")?);
+            (Side::Fds { rx: a, tx: a2 }, Side::Fds { rx: b, tx: b2 })
+        }
+        Ping::Mqueue => {
+            let (down, up) = (open_queue(1, 4)?, open_queue(1, 4)?);
+            let (down2, up2) = (
+                down.try_clone().context("dup")?,
+                up.try_clone().context("dup")?,
+            );
+            (
+                Side::Queues { rx: up, tx: down },
+                Side::Queues { rx: down2, tx: up2 },
+            )
+        }
+        Ping::Futex | Ping::Spin => {
+            let map = Rc::new(Mapping::shared(4096)?);
+            let spin = kind == Ping::Spin;
+            (
+                Side::Word {
+                    map: map.clone(),
+                    mine: 1,
+                    theirs: 0,
+                    spin,
+                },
+                Side::Word {
+                    map,
+                    mine: 0,
+                    theirs: 1,
+                    spin,
+                },
+            )
+        }
+        Ping::Semaphore => {
+            let map = Rc::new(Mapping::shared(4096)?);
+            for line in 0..2 {
+                // SAFETY: the sem_t lies in a shared mapping both processes will see at the same
+                // address; pshared = 1 makes it usable across processes.
+                let r = unsafe { libc::sem_init(sem(&map, line), 1, 0) };
+                ensure!(r == 0, "sem_init: {}", std::io::Error::last_os_error());
+            }
+            (
+                Side::Semaphore {
+                    map: map.clone(),
+                    mine: 1,
+                    theirs: 0,
+                },
+                Side::Semaphore {
+                    map,
+                    mine: 0,
+                    theirs: 1,
+                },
+            )
+        }
+        Ping::Signal => (
+            Side::Signal {
+                mine: Signal::SIGUSR2,
+                theirs: Signal::SIGUSR1,
+                peer: None,
+            },
+            Side::Signal {
+                mine: Signal::SIGUSR1,
+                theirs: Signal::SIGUSR2,
+                peer: None,
+            },
+        ),
+    })
+}
+
+/// Warm-up exchanges, not timed: the child starts, pins itself and faults its pages in.
+pub const WARMUP: u32 = 10;
+
+// ANCHOR: round_trips
+/// Times `count` round trips between this process and a child; returns each one in nanoseconds.
+pub fn round_trips(kind: Ping, placement: Placement, count: u32) -> Result<Vec<f64>> {
+    let (mut parent, child) = open(kind)?;
+    // Signals wait blocked, so that sigtimedwait takes them; block before fork, so that the
+    // child inherits the mask and no signal can arrive before it is ready.
+    let signals = SigSet::from_iter([Signal::SIGUSR1, Signal::SIGUSR2]);
+    let old_mask = signals
+        .thread_swap_mask(SigmaskHow::SIG_BLOCK)
+        .context("sigprocmask")?;
+    let warmup = if kind == Ping::Spin && placement == Placement::OneCore {
+        1
+    } else {
+        WARMUP
+    };
+    let total = warmup + count;
+    let result = run_pair(
+        placement,
+        move || {
+            for n in 1..=total {
+                let got = child.recv(n - 1)?;
+                ensure!(got == n, "the child expected {n} and got {got}");
+                child.send(n)?;
+            }
+            Ok(())
+        },
+        |pid| {
+            if let Side::Signal { peer, .. } = &mut parent {
+                *peer = Some(pid);
+            }
+            let mut times = Vec::with_capacity(count as usize);
+            for n in 1..=total {
+                let start = Instant::now();
+                parent.send(n)?;
+                let got = parent.recv(n - 1)?;
+                let took = start.elapsed();
+                ensure!(got == n, "{}: sent {n}, got back {got}", kind.label());
+                if n > warmup {
+                    times.push(took.as_nanos() as f64);
+                }
+            }
+            Ok(times)
+        },
+    );
+    // ANCHOR_END: round_trips
+    old_mask.thread_set_mask().context("sigprocmask(restore)")?;
+    result
+}
