@@ -642,6 +642,11 @@ fn fork_cost_grows_with_memory(small_mib: u64, big_mib: u64) -> Result<()> {
         format!("fork time ratio {time_ratio:.1}× for a size ratio of {size_ratio:.0}×"),
     );
     finding(
+        "fork time grows less than in proportion to resident memory (time ratio below size ratio)",
+        time_ratio < size_ratio,
+        format!("fork time ratio {time_ratio:.1}× for a size ratio of {size_ratio:.0}×"),
+    );
+    finding(
         "fork copies page tables, not pages: it is at least twice as fast as copying the big region",
         copy_ratio >= 2.0,
         format!("fork {}, memcpy {}", per(big, 1), per(memcpy_time, 1)),

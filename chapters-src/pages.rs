@@ -424,7 +424,18 @@ fn dontneed_gives_pages_back(pages: usize) -> Result<()> {
     touch_each_page(&mut region, 0xAB);
     let rss_touched = vm_counters()?.rss;
     let resident_touched = resident_pages(&region)?;
+    vmbook::pause::here(
+        "every page has been written; MADV_DONTNEED comes next",
+        &["grep -E 'VmRSS|RssAnon' /proc/PID/status"],
+    );
     advise(region.as_ptr(), region.len(), MmapAdvise::MADV_DONTNEED)?;
+    vmbook::pause::here(
+        "MADV_DONTNEED has given the pages back; the mapping is still there",
+        &[
+            "grep -E 'VmRSS|RssAnon' /proc/PID/status",
+            "grep -c rw-p /proc/PID/maps",
+        ],
+    );
     let rss_dropped = vm_counters()?.rss;
     let resident_dropped = resident_pages(&region)?;
     let mut sum = 0u64;
@@ -441,7 +452,7 @@ fn dontneed_gives_pages_back(pages: usize) -> Result<()> {
     println!("{:<34} {:>18} {:>12}", "", "resident (mincore)", "VmRSS");
     for (label, resident, rss) in [
         (
-            "after writing 0xab into each page",
+            "after writing into every page",
             resident_touched,
             rss_touched,
         ),
@@ -514,6 +525,13 @@ fn huge_page_faults(huge_pages: usize) -> Result<()> {
                 unsafe { std::ptr::write_volatile(byte, 1) };
             }
         })?;
+        vmbook::pause::here(
+            &format!("the region has been touched after {advice:?}"),
+            &[
+                "grep -E 'AnonHugePages' /proc/PID/smaps_rollup",
+                "grep AnonHugePages /proc/meminfo",
+            ],
+        );
         let smaps = smaps_of(aligned.as_ptr() as usize)?;
         let anon_huge = smaps.get("AnonHugePages").copied().unwrap_or(0);
         rows.push((advice, faults, time, anon_huge));
@@ -550,7 +568,7 @@ fn huge_page_faults(huge_pages: usize) -> Result<()> {
         format!("{small_faults} faults for {pages} pages"),
     );
     let claim =
-        "with MADV_HUGEPAGE, one fault maps a whole huge page (at most 2 faults per huge page)";
+        "with MADV_HUGEPAGE, one fault maps a whole huge page (at most two faults per huge page)";
     if thp == "never" || thp == "unavailable" {
         not_checked(
             claim,
