@@ -94,7 +94,7 @@ enum Experiment {
 fn main() -> std::process::ExitCode {
     let options = Options::parse();
     vmbook::pause::enable(options.pause);
-    vmbook::run(|| match options.experiment {
+    let code = vmbook::run(|| match options.experiment {
         Some(Experiment::LeakProbe { bytes }) => leak_probe(bytes),
         Some(experiment) => {
             banner();
@@ -117,7 +117,10 @@ fn main() -> std::process::ExitCode {
             ];
             all.into_iter().try_for_each(run)
         }
-    })
+    });
+    // After an error, kill and reap the children still tracked and unlink the names still tracked.
+    cleanup::cleanup_now();
+    code
 }
 
 fn run(experiment: Experiment) -> Result<()> {

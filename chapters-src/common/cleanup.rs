@@ -111,6 +111,7 @@ fn install() {
     });
 }
 
+// ANCHOR: handler
 /// Unlinks this process's paths and kills and reaps its children; async-signal-safe.
 pub fn cleanup_now() {
     // SAFETY: getpid, kill, waitpid and unlink are async-signal-safe; the pointers are C strings
@@ -143,3 +144,4 @@ extern "C" fn on_signal(sig: libc::c_int) {
         libc::raise(sig);
     }
 }
+// ANCHOR_END: handler
