@@ -17,7 +17,7 @@ use vmbook::{banner, bytes, finding, kb, not_checked, section, Mapping};
 /// Chapter 3 of the book, "Copy-on-write": the frames parent and child share after fork, what a
 /// write costs the writer, why one byte copies a page, and what fork itself costs.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, long_about = None)]
 struct Options {
     #[command(subcommand)]
     experiment: Option<Experiment>,
@@ -56,10 +56,10 @@ enum Experiment {
     /// Time fork with a small and a big resident region.
     ForkCost {
         /// The small region, in MiB.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=65536))]
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=16384))]
         small_mib: u64,
         /// The big region, in MiB (try 1024 for a gigabyte).
-        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=65536))]
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=16384))]
         big_mib: u64,
     },
 }
@@ -586,11 +586,6 @@ fn time_one_fork() -> Result<Duration> {
 
 // ANCHOR: fork_cost_grows_with_memory
 fn fork_cost_grows_with_memory(small_mib: u64, big_mib: u64) -> Result<()> {
-    section(&format!(
-        "fork with {} and with {} resident",
-        bytes(small_mib << 20),
-        bytes(big_mib << 20)
-    ));
     ensure!(
         small_mib < big_mib,
         "--small-mib must be less than --big-mib"
@@ -599,6 +594,11 @@ fn fork_cost_grows_with_memory(small_mib: u64, big_mib: u64) -> Result<()> {
         thread_count() == 1,
         "fork refused: this process has more than one thread"
     );
+    section(&format!(
+        "fork with {} and with {} resident",
+        bytes(small_mib << 20),
+        bytes(big_mib << 20)
+    ));
     let mut fork_times = Vec::new();
     let mut resident = None;
     for mib in [small_mib, big_mib] {

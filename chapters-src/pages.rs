@@ -13,7 +13,7 @@ use vmbook::{banner, bytes, finding, kb, not_checked, section, Mapping};
 /// Chapter 2 of the book, "Pages": the page size, page faults on first touch (counted and timed),
 /// residency with mincore, MAP_POPULATE, MADV_DONTNEED and transparent huge pages.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, long_about = None)]
 struct Options {
     #[command(subcommand)]
     experiment: Option<Experiment>,
