@@ -698,7 +698,7 @@ fn numbers_pipeline(
         Some(path) => Box::new(BufReader::new(
             std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?,
         )),
-        None => Box::new(std::io::stdin().lock()),
+        None => Box::new(BufReader::new(std::io::stdin())), // not locked: --pause reads it too
     };
     let out = Output::new(output)?;
     let object = ShmObject::create(std::mem::size_of::<LineSlot>())?;
