@@ -262,13 +262,10 @@ fn same_frame_after_fork(pages: usize) -> Result<()> {
         (true, pfn) => format!("{pfn:#x}"),
     };
     let excl = |entry: &[u64], i: usize| if entry[2 * i + 1] == 1 { "yes" } else { "no" };
-    println!(
-        "{:<5} {:>14} {:>14} {:>16} {:>16}",
-        "page", "parent frame", "child frame", "parent exclusive", "child exclusive"
-    );
+    // Frame numbers vary in width: they are never padded, so that redacted snapshots stay exact.
     for (title, parent, child) in [
         (
-            "after fork, before the child writes",
+            "right after fork, before the child writes",
             &parent_shared,
             &child_shared,
         ),
@@ -281,7 +278,7 @@ fn same_frame_after_fork(pages: usize) -> Result<()> {
         println!("{title}:");
         for i in 0..pages {
             println!(
-                "{i:<5} {:>14} {:>14} {:>16} {:>16}",
+                "  page {i}: frame parent {} child {}; exclusive parent {} child {}",
                 frame(parent, i),
                 frame(child, i),
                 excl(parent, i),
@@ -290,10 +287,12 @@ fn same_frame_after_fork(pages: usize) -> Result<()> {
         }
     }
     println!(
-        "parent's smaps for the region: after fork Shared_Dirty {} Private_Dirty {}; \
-         after the child's write Shared_Dirty {} Private_Dirty {}",
+        "parent's smaps right after fork:        Shared_Dirty {}, Private_Dirty {}",
         kb(dirty_shared.0),
-        kb(dirty_shared.1),
+        kb(dirty_shared.1)
+    );
+    println!(
+        "parent's smaps after the child's write: Shared_Dirty {}, Private_Dirty {}",
         kb(dirty_after.0),
         kb(dirty_after.1)
     );
@@ -329,7 +328,7 @@ fn same_frame_after_fork(pages: usize) -> Result<()> {
     finding(
         "before fork every page is exclusive; right after it, no page is, on either side (pagemap bit 56)",
         all(&before_fork, 1, 1) && all(&parent_shared, 1, 0) && all(&child_shared, 1, 0),
-        "the exclusive columns above",
+        "the exclusive flags above",
     );
     finding(
         "right after fork, the parent's smaps count the whole region as Shared_Dirty",
@@ -343,7 +342,7 @@ fn same_frame_after_fork(pages: usize) -> Result<()> {
     finding(
         "after the child's write, every page is exclusive again on both sides",
         all(&parent_after, 1, 1) && all(&child_wrote, 1, 1),
-        "the exclusive columns above",
+        "the exclusive flags above",
     );
     finding(
         "after the child's write, the parent's smaps count the region as Private_Dirty again",
@@ -627,9 +626,16 @@ fn fork_cost_grows_with_memory(small_mib: u64, big_mib: u64) -> Result<()> {
     let size_ratio = big_mib as f64 / small_mib as f64;
     let time_ratio = big.as_secs_f64() / small.as_secs_f64().max(1e-9);
     let copy_ratio = memcpy_time.as_secs_f64() / big.as_secs_f64().max(1e-9);
-    println!("{:<22} {:>20}", "resident region", "fork (best of 5)");
-    println!("{:<22} {:>20}", bytes(small_mib << 20), per(small, 1));
-    println!("{:<22} {:>20}", bytes(big_mib << 20), per(big, 1));
+    println!(
+        "fork with {} resident: {} (best of 5)",
+        bytes(small_mib << 20),
+        per(small, 1)
+    );
+    println!(
+        "fork with {} resident: {} (best of 5)",
+        bytes(big_mib << 20),
+        per(big, 1)
+    );
     println!("size ratio {size_ratio:.0}×, fork time ratio {time_ratio:.1}×");
     println!(
         "copying the {} region with memcpy (best of 3): {}, {copy_ratio:.1}× the fork",

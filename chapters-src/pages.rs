@@ -266,15 +266,16 @@ fn first_touch_faults(pages: usize) -> Result<()> {
             "ps -o pid,min_flt,rss,cmd --pid PID",
         ],
     );
-    println!("{:<28} {:>18} {:>12}", "", "resident (mincore)", "VmRSS");
-    for (label, resident, rss) in [
-        ("before mmap", None, rss_before),
-        ("after mmap", Some(resident_mapped), rss_mapped),
-        ("after the first touch", Some(resident_touched), rss_touched),
-    ] {
-        let resident = resident.map_or("-".to_string(), |r| format!("{r} of {pages}"));
-        println!("{label:<28} {resident:>18} {:>12}", kb(rss));
-    }
+    // Varying values are never padded: the snapshot sees them redacted, and padding would not be.
+    println!("before mmap:            VmRSS {}", kb(rss_before));
+    println!(
+        "after mmap:             VmRSS {}, {resident_mapped} of {pages} pages resident (mincore)",
+        kb(rss_mapped)
+    );
+    println!(
+        "after the first touch:  VmRSS {}, {resident_touched} of {pages} pages resident (mincore)",
+        kb(rss_touched)
+    );
     println!(
         "first touch:  {first_faults} faults, {} per page",
         per(first_time, pages)
@@ -361,22 +362,16 @@ fn populate_moves_the_faults(pages: usize) -> Result<()> {
         ));
     }
     // ANCHOR_END: populate_moves_the_faults
-    println!(
-        "{:<15} {:>14} {:>12} {:>18} {:>14} {:>12}",
-        "", "faults in mmap", "mmap time", "resident (mincore)", "faults in touch", "touch time"
-    );
     for (populate, map_faults, map_time, resident, touch_faults, touch_time) in &rows {
         println!(
-            "{:<15} {:>14} {:>12} {:>18} {:>14} {:>12}",
+            "{:<14} mmap: {map_faults} faults in {}; then {resident} of {pages} pages resident; \
+             touching them: {touch_faults} faults in {}",
             if *populate {
-                "MAP_POPULATE"
+                "MAP_POPULATE:"
             } else {
-                "plain mmap"
+                "plain mmap:"
             },
-            format!("{map_faults} faults"),
             per(*map_time, 1),
-            format!("{resident} of {pages}"),
-            format!("{touch_faults} faults"),
             per(*touch_time, 1)
         );
     }
@@ -449,7 +444,6 @@ fn dontneed_gives_pages_back(pages: usize) -> Result<()> {
     let rss_read = vm_counters()?.rss;
     let resident_read = resident_pages(&region)?;
     // ANCHOR_END: dontneed_gives_pages_back
-    println!("{:<34} {:>18} {:>12}", "", "resident (mincore)", "VmRSS");
     for (label, resident, rss) in [
         (
             "after writing into every page",
@@ -460,8 +454,8 @@ fn dontneed_gives_pages_back(pages: usize) -> Result<()> {
         ("after reading every page again", resident_read, rss_read),
     ] {
         println!(
-            "{label:<34} {:>18} {:>12}",
-            format!("{resident} of {pages}"),
+            "{:<33} {resident} of {pages} pages resident (mincore), VmRSS {}",
+            format!("{label}:"),
             kb(rss)
         );
     }
@@ -542,10 +536,6 @@ fn huge_page_faults(huge_pages: usize) -> Result<()> {
         "transparent huge pages: [{thp}]; huge page size {}",
         bytes(huge as u64)
     );
-    println!(
-        "{:<16} {:>14} {:>12} {:>16}",
-        "madvise", "faults", "touch time", "AnonHugePages"
-    );
     for (advice, faults, time, anon_huge) in &rows {
         let name = if *advice == MmapAdvise::MADV_HUGEPAGE {
             "MADV_HUGEPAGE"
@@ -553,8 +543,8 @@ fn huge_page_faults(huge_pages: usize) -> Result<()> {
             "MADV_NOHUGEPAGE"
         };
         println!(
-            "{name:<16} {:>14} {:>12} {:>16}",
-            format!("{faults} faults"),
+            "{:<17} {faults} faults in {}; AnonHugePages {}",
+            format!("{name}:"),
             per(*time, 1),
             kb(*anon_huge)
         );
