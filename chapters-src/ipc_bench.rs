@@ -13,21 +13,24 @@ mod ping;
 mod ring;
 #[path = "ipc_bench/stream.rs"]
 mod stream;
+#[path = "ipc_bench/units.rs"]
+mod units;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use pair::{usable_cpus, Placement};
 use ping::Ping;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use stream::Transport;
+use units::{gbps, parse_size, percentiles, time};
 use vmbook::{banner, bytes, finding, section};
 
 /// Appendix A of the book, "Measured IPC": how fast pipes, Unix sockets, POSIX message queues,
 /// a shared-memory ring, futexes, semaphores and signals move data between two processes on this
 /// machine, with both processes on one CPU core and on two.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, long_about = None)]
 struct Options {
     #[command(subcommand)]
     experiment: Experiment,
@@ -89,26 +92,6 @@ enum Where {
     Both,
 }
 
-/// Parses `4096`, `64K`, `8M`, `1G` (binary units; `KiB`, `MiB`, `GiB` work too).
-fn parse_size(text: &str) -> Result<usize, String> {
-    let t = text.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (number, unit) = t.split_at(digits);
-    let shift = match unit.to_ascii_uppercase().as_str() {
-        "" | "B" => 0,
-        "K" | "KB" | "KIB" => 10,
-        "M" | "MB" | "MIB" => 20,
-        "G" | "GB" | "GIB" => 30,
-        _ => return Err(format!("`{text}`: unknown unit (use K, M or G)")),
-    };
-    let n: usize = number
-        .parse()
-        .map_err(|_| format!("`{text}`: not a size such as 4096, 64K or 1G"))?;
-    n.checked_mul(1 << shift)
-        .filter(|&n| n > 0)
-        .ok_or_else(|| format!("`{text}`: must be between 1 byte and the address space"))
-}
-
 fn main() -> std::process::ExitCode {
     let options = Options::parse();
     vmbook::pause::enable(options.pause);
@@ -131,7 +114,7 @@ fn main() -> std::process::ExitCode {
                 out,
                 volume,
                 iterations,
-            } => draw_charts(&out, volume, iterations),
+            } => chart::draw_charts(&out, volume, iterations),
         }
     })
 }
@@ -151,10 +134,6 @@ fn placements(wanted: Where) -> Result<Vec<Placement>> {
         }
     }
     Ok(list)
-}
-
-fn gbps(bytes_per_second: f64) -> String {
-    format!("{:.2} GB/s", bytes_per_second / 1e9)
 }
 
 /// Whether this machine lets us create message queues (some containers forbid them).
@@ -219,37 +198,32 @@ fn streaming_throughput(
         }
     }
     // ANCHOR_END: streaming_throughput
+    // Varying values go last on each line, unpadded, so that only they change from run to run.
     println!(
-        "{:<14} {:<11} {:>11} {:>10} {:>9}",
-        "transport", "placement", "rate", "of memcpy", "vs pipe"
+        "{:<14} {:<12} rate, share of memcpy, ratio to the pipe",
+        "transport", "placement"
     );
+    println!("{:<14} {:<12} {}", "memcpy", "one process", gbps(memcpy));
+    let share = |rate: f64| format!("{:.0}%", 100.0 * rate / memcpy);
     println!(
-        "{:<14} {:<11} {:>11} {:>10}",
-        "memcpy",
-        "one process",
-        gbps(memcpy),
-        "100%"
-    );
-    println!(
-        "{:<14} {:<11} {:>11} {:>10}",
+        "{:<14} {:<12} {}, {}",
         "memcpy 64 MiB",
         "one process",
         gbps(ram),
-        format!("{:.0}%", 100.0 * ram / memcpy)
+        share(ram)
     );
     for &p in &placements {
         for &t in &transports {
             let rate = best[&(t, p)];
             let vs_pipe = best
                 .get(&(Transport::Pipe, p))
-                .map_or(String::new(), |pipe| format!("{:.1}×", rate / pipe));
+                .map_or(String::new(), |pipe| format!(", {:.1}×", rate / pipe));
             println!(
-                "{:<14} {:<11} {:>11} {:>10} {:>9}",
+                "{:<14} {:<12} {}, {}{vs_pipe}",
                 t.label(),
                 p.label(),
                 gbps(rate),
-                format!("{:.0}%", 100.0 * rate / memcpy),
-                vs_pipe
+                share(rate)
             );
         }
     }
@@ -292,25 +266,6 @@ fn streaming_throughput(
     Ok(())
 }
 
-/// Median and 99th percentile (nearest rank) of nanosecond samples.
-fn percentiles(samples: &mut [f64]) -> (f64, f64) {
-    samples.sort_by(f64::total_cmp);
-    let at =
-        |q: f64| samples[((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1];
-    (at(0.5), at(0.99))
-}
-
-/// A time in the unit that suits it: `850 ns`, `6.1 µs`, `2.3 ms`.
-fn time(ns: f64) -> String {
-    if ns < 1e3 {
-        format!("{ns:.0} ns")
-    } else if ns < 1e6 {
-        format!("{:.1} µs", ns / 1e3)
-    } else {
-        format!("{:.1} ms", ns / 1e6)
-    }
-}
-
 /// Spinning on one core waits for the scheduler to preempt the spinner at every hand-over (a
 /// few milliseconds each): a handful of round trips shows it.
 const SPIN_ONE_CORE_TRIPS: u32 = 8;
@@ -351,22 +306,22 @@ fn round_trip_latency(iterations: u32, wanted: &[Ping], placement: Where) -> Res
     // ANCHOR_END: round_trip_latency
     let fastest = medians.values().fold(f64::MAX, |a, &b| a.min(b));
     println!(
-        "{:<16} {:<10} {:>9} {:>9} {:>11}",
-        "transport", "placement", "median", "p99", "vs fastest"
+        "{:<16} {:<10} median, 99th percentile, ratio to the fastest median",
+        "transport", "placement"
     );
     for (k, p, trips, median, p99) in rows {
         let note = if trips < iterations {
-            format!("  ({trips} round trips only)")
+            format!(" ({trips} round trips only)")
         } else {
             String::new()
         };
         println!(
-            "{:<16} {:<10} {:>9} {:>9} {:>11}{note}",
+            "{:<16} {:<10} {}, {}, {:.1}×{note}",
             k.label(),
             p.label(),
             time(median),
             time(p99),
-            format!("{:.1}×", median / fastest)
+            median / fastest
         );
     }
     let get = |k, p| medians.get(&(k, p)).copied();
@@ -401,141 +356,6 @@ fn round_trip_latency(iterations: u32, wanted: &[Ping], placement: Where) -> Res
                 ),
                 one < two,
                 format!("{} against {}", time(one), time(two)),
-            );
-        }
-    }
-    Ok(())
-}
-
-/// The chunk sizes of the throughput chart.
-const CHART_CHUNKS: [usize; 5] = [1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10];
-/// How many times the chart measures each point (it keeps the best).
-const CHART_RUNS: u32 = 2;
-
-/// `path` relative to the project, when it lies inside it (as the book's charts do).
-fn shown(path: &Path) -> String {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    path.strip_prefix(root)
-        .unwrap_or(path)
-        .display()
-        .to_string()
-}
-
-// ANCHOR: draw_charts
-fn draw_charts(out: &Path, volume: usize, iterations: u32) -> Result<()> {
-    let placements = placements(Where::Both)?;
-    let mut transports = Transport::ALL.to_vec();
-    let mut kinds = Ping::ALL.to_vec();
-    if mqueue_works().is_err() {
-        transports.retain(|t| *t != Transport::Mqueue);
-        kinds.retain(|k| *k != Ping::Mqueue);
-    }
-    section(&format!(
-        "Throughput against chunk size: {} per point, best of {CHART_RUNS}",
-        bytes(volume as u64)
-    ));
-    let count = |chunk: usize| (volume / chunk).max(2) as u64;
-    let mut memcpy = chart::Series {
-        label: "memcpy".into(),
-        points: Vec::new(),
-    };
-    for &chunk in &CHART_CHUNKS {
-        let best = stream::memcpy(chunk, count(chunk))?.max(stream::memcpy(chunk, count(chunk))?);
-        memcpy.points.push((chunk as f64 / 1024.0, best / 1e9));
-    }
-    // Best of CHART_RUNS, the runs of all points alternating.
-    let mut best: HashMap<(Placement, Transport, usize), f64> = HashMap::new();
-    for _ in 0..CHART_RUNS {
-        for &p in &placements {
-            for &t in &transports {
-                for &chunk in &CHART_CHUNKS {
-                    let rate = stream::stream(t, p, chunk, count(chunk))?;
-                    let slot = best.entry((p, t, chunk)).or_insert(0.0);
-                    *slot = slot.max(rate);
-                }
-            }
-        }
-    }
-    let mut panels = Vec::new();
-    for &p in &placements {
-        let mut series = vec![chart::Series {
-            label: memcpy.label.clone(),
-            points: memcpy.points.clone(),
-        }];
-        for &t in &transports {
-            let points = CHART_CHUNKS
-                .iter()
-                .map(|&chunk| (chunk as f64 / 1024.0, best[&(p, t, chunk)] / 1e9))
-                .collect();
-            series.push(chart::Series {
-                label: t.label().into(),
-                points,
-            });
-        }
-        panels.push((format!("Throughput, {}", p.label()), series));
-    }
-    let mut bars = Vec::new();
-    for &k in &kinds {
-        let mut medians = Vec::new();
-        for &p in &placements {
-            let trips = if k == Ping::Spin && p == Placement::OneCore {
-                iterations.min(SPIN_ONE_CORE_TRIPS)
-            } else {
-                iterations
-            };
-            let (median, _) = percentiles(&mut ping::round_trips(k, p, trips)?);
-            medians.push(Some(median / 1e3));
-        }
-        bars.push((k.label().to_string(), medians));
-    }
-    let labels: Vec<&str> = placements.iter().map(|p| p.label()).collect();
-    std::fs::create_dir_all(out).with_context(|| format!("mkdir -p {}", out.display()))?;
-    let files = [
-        ("ipc-throughput.svg", chart::throughput_svg(&panels)?),
-        ("ipc-latency.svg", chart::latency_svg(&labels, &bars)?),
-    ];
-    // ANCHOR_END: draw_charts
-    print!("{:<14} {:<10}", "transport", "placement");
-    for chunk in CHART_CHUNKS {
-        print!(" {:>10}", bytes(chunk as u64));
-    }
-    println!();
-    for ((title, series), p) in panels.iter().zip(&placements) {
-        let _ = title;
-        for s in series.iter().skip(1) {
-            print!("{:<14} {:<10}", s.label, p.label());
-            for (_, gb) in &s.points {
-                print!(" {:>10}", gbps(gb * 1e9));
-            }
-            println!();
-        }
-    }
-    print!("{:<14} {:<10}", "memcpy", "");
-    for (_, gb) in &memcpy.points {
-        print!(" {:>10}", gbps(gb * 1e9));
-    }
-    println!();
-    for (name, svg) in files {
-        let path = out.join(name);
-        std::fs::write(&path, &svg).with_context(|| format!("write {}", path.display()))?;
-        println!(
-            "wrote {} ({} series)",
-            shown(&path),
-            svg.matches("<polyline").count()
-        );
-    }
-    for (title, series) in &panels {
-        if let Some(pipe) = series.iter().find(|s| s.label == Transport::Pipe.label()) {
-            let (small, large) = (pipe.points[0].1, pipe.points[CHART_CHUNKS.len() - 1].1);
-            finding(
-                &format!(
-                    "a pipe moves {} chunks faster than {} chunks ({})",
-                    bytes(CHART_CHUNKS[CHART_CHUNKS.len() - 1] as u64),
-                    bytes(CHART_CHUNKS[0] as u64),
-                    title.trim_start_matches("Throughput, ")
-                ),
-                large > small,
-                format!("{:.1}×", large / small),
             );
         }
     }

@@ -125,7 +125,7 @@ impl Side {
                 if *spin {
                     word(map, *theirs).store(value, Ordering::Release);
                 } else {
-                    publish(word(map, *theirs), value, word(map, theirs + 2));
+                    publish(word(map, *theirs), value, word(map, theirs + 2), true);
                 }
             }
             Side::Semaphore { map, theirs, .. } => {

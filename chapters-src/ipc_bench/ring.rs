@@ -52,11 +52,11 @@ pub fn wait_while(word: &AtomicU32, seen: u32, sleeping: &AtomicU32, spins: u32)
     }
 }
 
-/// Stores `value` into `word` (releasing everything written before it) and wakes the other side
-/// if it sleeps on the word.
-pub fn publish(word: &AtomicU32, value: u32, sleeping: &AtomicU32) {
+/// Stores `value` into `word` (releasing everything written before it) and, if `wake` is set,
+/// wakes the other side if it sleeps on the word.
+pub fn publish(word: &AtomicU32, value: u32, sleeping: &AtomicU32, wake: bool) {
     word.store(value, Ordering::SeqCst);
-    if sleeping.load(Ordering::SeqCst) != 0 {
+    if wake && sleeping.load(Ordering::SeqCst) != 0 {
         futex::wake(word, 1);
     }
 }
@@ -117,10 +117,24 @@ impl Ring {
                 std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.data().add(at as usize), n)
             };
             head = head.wrapping_add(n as u32);
-            publish(&h.head.0, head, &h.consumer_sleeping.0);
+            // A sleeping consumer is woken for a batch (half the ring), not for every chunk:
+            // each wake-up costs two context switches. `flush` wakes it for the rest.
+            let batch = head.wrapping_sub(tail) >= self.capacity / 2;
+            publish(&h.head.0, head, &h.consumer_sleeping.0, batch);
             bytes = &bytes[n..];
         }
         Ok(())
+    }
+
+    /// Producer: wakes the consumer if it sleeps, whatever the ring holds (at the end of a stream).
+    pub fn flush(&self) {
+        let h = self.header();
+        publish(
+            &h.head.0,
+            h.head.0.load(Ordering::Relaxed),
+            &h.consumer_sleeping.0,
+            true,
+        );
     }
     // ANCHOR_END: send
 
@@ -141,7 +155,9 @@ impl Ring {
                 std::ptr::copy_nonoverlapping(self.data().add(at as usize), buf.as_mut_ptr(), n)
             };
             tail = tail.wrapping_add(n as u32);
-            publish(&h.tail.0, tail, &h.producer_sleeping.0);
+            // The producer sleeps only on a full ring: wake it once half of it is free again.
+            let batch = head.wrapping_sub(tail) <= self.capacity / 2;
+            publish(&h.tail.0, tail, &h.producer_sleeping.0, batch);
             buf = &mut buf[n..];
         }
         Ok(())

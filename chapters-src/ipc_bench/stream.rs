@@ -174,6 +174,13 @@ impl End {
         }
     }
 
+    /// At the end of a stream: the ring holds back wake-ups for a batch, and must release them.
+    fn flush(&self) {
+        if let End::Ring(ring) = self {
+            ring.flush();
+        }
+    }
+
     fn recv(&self, buf: &mut [u8]) -> Result<()> {
         match self {
             End::Fd(rx) => {
@@ -237,9 +244,19 @@ pub fn stream(transport: Transport, placement: Placement, chunk: usize, count: u
                 src.bytes_mut()[..8].copy_from_slice(&seq.to_ne_bytes());
                 tx.send(src.bytes())?;
             }
+            tx.flush();
             Ok(())
         },
         |_child| {
+            if transport == Transport::Ring {
+                vmbook::pause::here(
+                    "parent and child both map the ring (a MAP_SHARED mapping of /dev/zero)",
+                    &[
+                        "grep zero /proc/PID/maps",
+                        "ps -o pid,psr,stat,cmd --pid PID --ppid PID",
+                    ],
+                );
+            }
             let mut start = Instant::now();
             for seq in 0..count {
                 rx.recv(dst.bytes_mut())?;
