@@ -92,7 +92,12 @@ fn finish(mut child: Child) -> (ExitStatus, String) {
         if let Some(status) = child.try_wait().unwrap() {
             let mut err = String::new();
             use std::io::Read;
-            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
             return (status, err);
         }
         if Instant::now() > deadline {
@@ -158,7 +163,10 @@ fn assert_clean(tag: &str, orphans_allowed: bool, what: &str) {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.contains(&needle))
         .collect();
-    assert!(tmp.is_empty(), "{what}: left in the temp directory: {tmp:?}");
+    assert!(
+        tmp.is_empty(),
+        "{what}: left in the temp directory: {tmp:?}"
+    );
 }
 
 fn run_to_end(bin: &str, args: &[&str], input: &[u8]) -> (ExitStatus, String, String) {
@@ -176,7 +184,12 @@ fn normal_runs_leave_nothing() {
     let _turn = turn();
     let cases: &[(&str, &[&str], &[u8], i32)] = &[
         ("shared-mappings", &["compare"], b"", 0),
-        ("shared-mappings", &["compare", "--stdin"], b"from stdin\n", 0),
+        (
+            "shared-mappings",
+            &["compare", "--stdin"],
+            b"from stdin\n",
+            0,
+        ),
         ("shared-mappings", &["frames"], b"", 0),
         ("shared-mappings", &["race", "--runs", "20"], b"", 0),
         ("posix-shm", &["object"], b"", 0),
@@ -184,16 +197,30 @@ fn normal_runs_leave_nothing() {
         ("posix-shm", &["guard"], b"", 0),
         ("posix-shm", &["pointers"], b"", 0),
         ("posix-shm", &["pipeline"], b"1 2 3\n4 5\n", 0),
-        ("posix-shm", &["pipeline", "--input", "data/numbers.txt"], b"", 0),
+        (
+            "posix-shm",
+            &["pipeline", "--input", "data/numbers.txt"],
+            b"",
+            0,
+        ),
         ("posix-shm", &["pipeline"], b"1 2\nnope\n", 2),
         ("posix-shm", &["pipeline"], b"", 2),
-        ("posix-shm", &["pipeline", "--input", "data/absent.txt"], b"", 1),
+        (
+            "posix-shm",
+            &["pipeline", "--input", "data/absent.txt"],
+            b"",
+            1,
+        ),
         ("posix-shm", &["bad-input-demo"], b"", 0),
     ];
     for &(bin, args, input, code) in cases {
         let what = format!("{bin} {}", args.join(" "));
         let (status, err, tag) = run_to_end(bin, args, input);
-        assert_eq!(status.code(), Some(code), "{what}: {status}; stderr:\n{err}");
+        assert_eq!(
+            status.code(),
+            Some(code),
+            "{what}: {status}; stderr:\n{err}"
+        );
         assert!(!err.contains("panicked"), "{what} panicked:\n{err}");
         assert_clean(&tag, false, &what);
     }
@@ -217,11 +244,19 @@ fn pipeline_interrupted_by_sigint() {
             std::fs::metadata(format!("/proc/{helper}")).is_ok(),
             "{what}: the child ended early"
         );
-        let target = if group { -(child.id() as i32) } else { child.id() as i32 };
+        let target = if group {
+            -(child.id() as i32)
+        } else {
+            child.id() as i32
+        };
         kill(Pid::from_raw(target), Signal::SIGINT).unwrap();
         let (status, err) = finish(child);
         drop(stdin);
-        assert_eq!(status.signal(), Some(libc::SIGINT), "{what}: {status}\n{err}");
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGINT),
+            "{what}: {status}\n{err}"
+        );
         assert_clean(&tag, false, &what);
     }
 }
