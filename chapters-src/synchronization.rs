@@ -5,8 +5,8 @@ use anyhow::{bail, ensure, Context, Result};
 use clap::{Parser, Subcommand};
 use nix::errno::Errno;
 use nix::sys::resource::{getrusage, UsageWho};
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::time::{clock_gettime, ClockId};
 use nix::unistd::Pid;
 use std::cell::UnsafeCell;
@@ -207,6 +207,57 @@ fn wait_or_kill(pid: Pid, timeout: Duration) -> Result<Option<WaitStatus>> {
     }
 }
 
+/// Runs `f` with SIGINT, SIGTERM, SIGHUP and SIGQUIT held back, so that the cleanup handler never
+/// runs between creating something (a child, a named semaphore) and registering it for cleanup;
+/// a signal that arrives meanwhile is delivered when `f` returns.
+fn signals_held<T>(f: impl FnOnce() -> T) -> Result<T> {
+    let mut held = SigSet::empty();
+    for sig in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
+        held.add(sig);
+    }
+    let old = held
+        .thread_swap_mask(SigmaskHow::SIG_BLOCK)
+        .context("sigprocmask")?;
+    let result = f();
+    old.thread_set_mask().context("sigprocmask")?;
+    Ok(result)
+}
+
+/// fork_child, registered for cleanup before any signal can be handled, and a child that dies
+/// with its parent (PR_SET_PDEATHSIG) even if the parent is killed with SIGKILL.
+fn fork_guarded(child: impl FnOnce() -> i32) -> Result<Pid> {
+    let parent = nix::unistd::getpid();
+    signals_held(|| {
+        fork_child(|| {
+            let _ = SigSet::empty().thread_set_mask();
+            let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+            if nix::unistd::getppid() != parent {
+                return 1; // the parent died before the line above
+            }
+            child()
+        })
+    })?
+}
+
+/// Waits (sleeping briefly) until a child has set `word`; an error if the child ended first, or
+/// took more than 5 seconds.
+fn until_set(word: &AtomicU32, child: Pid) -> Result<()> {
+    let start = Instant::now();
+    while word.load(Ordering::Acquire) == 0 {
+        ensure!(
+            !exited(child) && start.elapsed() < Duration::from_secs(5),
+            "the child stopped before it was ready"
+        );
+        std::thread::sleep(Duration::from_micros(50));
+    }
+    Ok(())
+}
+
 /// Process-shared pthread mutexes in shared memory.
 fn init_mutex(mutex: *mut libc::pthread_mutex_t, robust: bool) -> Result<()> {
     // SAFETY: `attr` is initialized by pthread_mutexattr_init before any other use and destroyed
@@ -280,7 +331,7 @@ fn race_two_children(how: Increment, n: u64) -> Result<(u64, u64)> {
     let mut children = Vec::new();
     for i in 0..2 {
         let page = &page;
-        children.push(fork_child(move || {
+        children.push(fork_guarded(move || {
             page.ready.fetch_add(1, Ordering::AcqRel);
             while page.go.load(Ordering::Acquire) == 0 {
                 std::hint::spin_loop();
@@ -422,7 +473,7 @@ enum Load {
 /// Returns whether the child saw the flag (and the right data) before the timeout.
 fn one_flag_run(load: Load, timeout: Duration) -> Result<(bool, bool)> {
     let page = Shared::<FlagPage>::new()?;
-    let child = fork_child(|| {
+    let child = fork_guarded(|| {
         page.waiting.store(1, Ordering::Release);
         match load {
             Load::Plain => wait_plain(page.flag.as_ptr()),
@@ -433,9 +484,7 @@ fn one_flag_run(load: Load, timeout: Duration) -> Result<(bool, bool)> {
         i32::from(page.data.load(Ordering::Acquire) != 42)
     })?;
     // ANCHOR: publish
-    while page.waiting.load(Ordering::Acquire) == 0 {
-        std::thread::sleep(Duration::from_micros(100));
-    }
+    until_set(&page.waiting, child)?;
     std::thread::sleep(Duration::from_millis(5)); // the child is in its loop by now
 
     // The payload, then the flag that publishes it: whoever sees the 1 with an Acquire load
@@ -445,6 +494,7 @@ fn one_flag_run(load: Load, timeout: Duration) -> Result<(bool, bool)> {
     // ANCHOR_END: publish
     Ok(match wait_or_kill(child, timeout)? {
         Some(WaitStatus::Exited(_, code)) => (true, code == 0),
+        Some(WaitStatus::Signaled(_, sig, _)) => bail!("the waiting child was killed by {sig}"),
         Some(other) => bail!("the waiting child ended unexpectedly: {other:?}"),
         None => (false, false),
     })
@@ -544,7 +594,7 @@ fn set_flag(flag: &AtomicU32, how: Waiter) {
 fn one_wait(how: Waiter, wait: Duration) -> Result<(u64, u64, u64)> {
     let page = Shared::<WaitPage>::new()?;
     let limit = wait + Duration::from_secs(2);
-    let child = fork_child(|| {
+    let child = fork_guarded(|| {
         // Take the copy-on-write faults of a fresh child (its stack) before measuring.
         std::hint::black_box([1u8; 16 << 10]);
         let cpu0 = cpu_ns();
@@ -559,9 +609,7 @@ fn one_wait(how: Waiter, wait: Duration) -> Result<(u64, u64, u64)> {
         page.cpu_ns.store(cpu_ns() - cpu0, Ordering::Release);
         0
     })?;
-    while page.waiting.load(Ordering::Acquire) == 0 {
-        std::thread::sleep(Duration::from_micros(50));
-    }
+    until_set(&page.waiting, child)?;
     std::thread::sleep(wait);
     page.set_at.store(now_ns(), Ordering::Relaxed);
     set_flag(&page.flag, how);
@@ -655,20 +703,24 @@ impl NamedSemaphore {
     fn create(value: u32) -> Result<Self> {
         let name = vmbook::shm::unique_name(); // "/vmbook-TAG-PID-N", as for shm objects
         let c_name = CString::new(name.clone())?;
-        // SAFETY: c_name is a valid C string; O_CREAT takes two more arguments, mode and value.
-        let sem = unsafe {
-            libc::sem_open(
-                c_name.as_ptr(),
-                libc::O_CREAT | libc::O_EXCL,
-                0o600 as libc::c_uint,
-                value,
-            )
-        };
-        if sem == libc::SEM_FAILED {
-            return Err(Errno::last())
-                .context(format!("sem_open({name}, O_CREAT|O_EXCL, 0600, {value})"));
-        }
-        let cleanup_slot = cleanup::track_path(&format!("/dev/shm/sem.{}", &name[1..]));
+        let dev_shm_path = format!("/dev/shm/sem.{}", &name[1..]);
+        // Create and register for cleanup with no signal handled in between.
+        let (sem, cleanup_slot) = signals_held(|| {
+            // SAFETY: c_name is a valid C string; O_CREAT takes two more arguments, mode and value.
+            let sem = unsafe {
+                libc::sem_open(
+                    c_name.as_ptr(),
+                    libc::O_CREAT | libc::O_EXCL,
+                    0o600 as libc::mode_t,
+                    value,
+                )
+            };
+            if sem == libc::SEM_FAILED {
+                return Err(Errno::last());
+            }
+            Ok((sem, cleanup::track_path(&dev_shm_path)))
+        })?
+        .with_context(|| format!("sem_open({name}, O_CREAT|O_EXCL, 0600, {value})"))?;
         Ok(NamedSemaphore {
             sem,
             name: c_name,
@@ -735,7 +787,7 @@ fn read_greeting(page: &GreetingPage) -> i32 {
 /// Seed 002: fork, the parent writes the greeting, the child prints it. With `sem`, the child
 /// first waits for the parent's sem_post (seed 003's fix). The child reports what it read.
 fn greeting_run(page: &GreetingPage, sem: Option<*mut libc::sem_t>, natural: bool) -> Result<i32> {
-    let child = fork_child(|| {
+    let child = fork_guarded(|| {
         page.started.store(1, Ordering::Release);
         if let Some(sem) = sem {
             if sem_wait_for(sem, Duration::from_secs(5)).is_err() {
@@ -861,23 +913,42 @@ fn slots_of(shm: &ShmObject, slots: usize) -> Result<(&PipeHeader, Vec<&LineSlot
 }
 
 /// Wait until `cond(word)` holds: seed 001's way (usleep 1 ms) or with the futex on that word.
-fn wait_until(word: &AtomicU32, futex_wait: bool, cond: impl Fn(u32) -> bool) -> Result<u32> {
+fn wait_until(
+    word: &AtomicU32,
+    futex_wait: bool,
+    partner: Option<Pid>,
+    cond: impl Fn(u32) -> bool,
+) -> Result<u32> {
     let start = Instant::now();
+    let mut checked = Instant::now();
     loop {
         let now = word.load(Ordering::Acquire);
         if cond(now) {
             return Ok(now);
         }
-        ensure!(
-            start.elapsed() < Duration::from_secs(5),
-            "the other side of the pipeline stopped"
-        );
+        // Every 20 ms, make sure the other side still exists (a child can be SIGKILLed).
+        if checked.elapsed() > Duration::from_millis(20) {
+            checked = Instant::now();
+            ensure!(
+                start.elapsed() < Duration::from_secs(5) && !partner.is_some_and(exited),
+                "the other side of the pipeline stopped"
+            );
+        }
         if futex_wait {
-            futex::wait(word, now, Some(Duration::from_millis(100)));
+            futex::wait(word, now, Some(Duration::from_millis(20)));
         } else {
             std::thread::sleep(Duration::from_micros(1000));
         }
     }
+}
+
+/// Whether a child has ended, without reaping it (waitid with WNOWAIT).
+fn exited(pid: Pid) -> bool {
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    matches!(
+        waitid(Id::Pid(pid), flags),
+        Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..))
+    )
 }
 
 // ANCHOR: ring
@@ -887,12 +958,13 @@ fn send_lines(
     header: &PipeHeader,
     lines: u64,
     futex_wait: bool,
+    child: Pid,
 ) -> Result<()> {
     for i in 1..=lines {
         let line = input_line(i);
         let ready_at = now_ns(); // the line is ready; its latency starts now
         let slot = slots[(i as usize - 1) % slots.len()];
-        wait_until(&slot.state, futex_wait, |s| s == EMPTY)?;
+        wait_until(&slot.state, futex_wait, Some(child), |s| s == EMPTY)?;
         slot.put(i, line.as_bytes(), line.len());
         header.ready_at[(i as usize - 1) % slots.len()].store(ready_at, Ordering::Relaxed);
         slot.state.store(READY, Ordering::Release); // publish the line ...
@@ -901,7 +973,7 @@ fn send_lines(
         }
     }
     let last = slots[lines as usize % slots.len()];
-    wait_until(&last.state, futex_wait, |s| s == EMPTY)?;
+    wait_until(&last.state, futex_wait, Some(child), |s| s == EMPTY)?;
     last.state.store(DONE, Ordering::Release);
     if futex_wait {
         futex::wake(&last.state, 1);
@@ -920,7 +992,7 @@ fn sum_lines(
     let mut text = Vec::new();
     for i in 0.. {
         let slot = slots[i % slots.len()];
-        if wait_until(&slot.state, futex_wait, |s| s != EMPTY)? == DONE {
+        if wait_until(&slot.state, futex_wait, None, |s| s != EMPTY)? == DONE {
             break;
         }
         let (line_no, len) = slot.take(&mut text);
@@ -951,7 +1023,7 @@ fn run_pipeline(lines: u64, slots: usize, futex_wait: bool) -> Result<(Vec<u8>, 
         &["ls -l /dev/shm", "grep vmbook /proc/PID/maps"],
     );
     let start = (now_ns(), cpu_ns());
-    let child = fork_child(|| {
+    let child = fork_guarded(|| {
         let cpu0 = cpu_ns();
         let run = || -> Result<Vec<u64>> {
             let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
@@ -970,14 +1042,17 @@ fn run_pipeline(lines: u64, slots: usize, futex_wait: bool) -> Result<(Vec<u8>, 
             _ => 1,
         }
     })?;
-    let sent = send_lines(&ring, header, lines, futex_wait);
-    let code = wait_exit_code(child)?;
+    let sent = send_lines(&ring, header, lines, futex_wait, child);
+    let ended = wait_child(child);
     let (wall, parent_cpu) = (now_ns() - start.0, cpu_ns() - start.1);
     let results = std::fs::read(&path).with_context(|| format!("read {}", path.display()));
     let _ = std::fs::remove_file(&path);
     cleanup::untrack_path(slot);
-    sent?;
-    ensure!(code == 0, "the summing child failed");
+    match ended? {
+        WaitStatus::Exited(_, 0) => sent?,
+        WaitStatus::Signaled(_, sig, _) => bail!("the summing child was killed by {sig}"),
+        other => bail!("the summing child failed: {other:?}"),
+    }
     let cpu = parent_cpu + header.child_cpu.load(Ordering::Acquire);
     Ok((
         results?,
@@ -1063,7 +1138,7 @@ struct Account {
 fn owner_dies_holding(robust: bool) -> Result<Shared<Account>> {
     let account = Shared::<Account>::new()?;
     init_mutex(account.mutex.get(), robust)?;
-    let child = fork_child(|| {
+    let child = fork_guarded(|| {
         // SAFETY: the mutex was initialized before fork and lives in the shared mapping.
         unsafe { libc::pthread_mutex_lock(account.mutex.get()) };
         account.debit.fetch_add(100, Ordering::Relaxed); // ... credit is never updated
