@@ -7,7 +7,9 @@ use clap::{Parser, Subcommand};
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::mman::{mmap, munmap, shm_open, shm_unlink, MapFlags, ProtFlags};
-use nix::sys::signal::{kill, sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::sys::signal::{
+    kill, sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal,
+};
 use nix::sys::stat::{fstat, Mode};
 use nix::sys::wait::WaitStatus;
 use nix::unistd::{ftruncate, pipe, read, write, Pid};
@@ -15,6 +17,7 @@ use procfs::process::Process;
 use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
@@ -86,6 +89,7 @@ enum Experiment {
     /// (Run under valgrind by `valgrind`.) Seed 000: mmap, fork, _exit; then leak a heap block.
     #[command(hide = true)]
     LeakProbe {
+        /// The size of each leak, in bytes.
         #[arg(long)]
         bytes: usize,
     },
@@ -194,14 +198,25 @@ fn valgrind_misses_mmap_leaks(size: u64, valgrind: &str) -> Result<()> {
         bytes(size)
     );
     let started = Instant::now();
-    let spawned = Command::new(valgrind)
-        .args(["--leak-check=full", "--error-exitcode=0"])
-        .arg(&exe)
-        .args(probe)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
+    let spawned = with_signals_held(|before| {
+        let mut command = Command::new(valgrind);
+        let mask = *before;
+        // SAFETY: between fork and exec the child only calls pthread_sigmask, which is
+        // async-signal-safe: valgrind must not inherit the signals we hold back here.
+        unsafe { command.pre_exec(move || Ok(mask.thread_set_mask()?)) };
+        let spawned = command
+            .args(["--leak-check=full", "--error-exitcode=0"])
+            .arg(&exe)
+            .args(probe)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+        if let Ok(child) = &spawned {
+            cleanup::track_child(child.id() as i32); // a SIGINT now kills and reaps valgrind too
+        }
+        spawned
+    })?;
     let child = match spawned {
         Ok(child) => child,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -215,7 +230,6 @@ fn valgrind_misses_mmap_leaks(size: u64, valgrind: &str) -> Result<()> {
         Err(e) => return Err(e).with_context(|| format!("run {valgrind}")),
     };
     let valgrind_pid = child.id() as i32;
-    cleanup::track_child(valgrind_pid); // a SIGINT now kills and reaps valgrind too
     let out = child.wait_with_output().context("wait for valgrind")?;
     cleanup::untrack_child(valgrind_pid);
     // ANCHOR_END: valgrind
@@ -275,7 +289,7 @@ fn see_a_leak_from_outside(leaks: u32, size: u64) -> Result<()> {
     section("Watching a process leak mappings, from outside");
     let (go_r, go_w) = pipe().context("pipe")?;
     let (done_r, done_w) = pipe().context("pipe")?;
-    let child = fork_child(|| {
+    let child = fork_tracked(|| {
         let mut one = [0u8; 1];
         // One leak per "+" the parent sends; anything else means "stop".
         while matches!(read(&go_r, &mut one), Ok(1)) && one[0] == b'+' {
@@ -406,6 +420,37 @@ fn map(fd: &OwnedFd, size: usize) -> Result<*mut u8> {
     Ok(ptr.as_ptr().cast())
 }
 
+/// Runs `f` with the cleanup signals held back: a SIGINT between starting a child and recording
+/// it for the signal handler would end this process and leave the child running. A signal that
+/// arrives meanwhile is delivered when `f` returns, with the child recorded.
+fn with_signals_held<T>(f: impl FnOnce(&SigSet) -> T) -> Result<T> {
+    let mut held = SigSet::empty();
+    for sig in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
+        held.add(sig);
+    }
+    let before = held
+        .thread_swap_mask(SigmaskHow::SIG_BLOCK)
+        .context("sigprocmask")?;
+    let result = f(&before);
+    before.thread_set_mask().context("sigprocmask")?;
+    Ok(result)
+}
+
+/// `fork_child`, the child recorded before any cleanup signal can arrive.
+fn fork_tracked(child: impl FnOnce() -> i32) -> Result<Pid> {
+    with_signals_held(|before| {
+        fork_child(|| {
+            let _ = before.thread_set_mask(); // the child starts with the mask its parent had
+            child()
+        })
+    })?
+}
+
 /// Blocks until the child writes one byte; an error naming `what` if it died first.
 fn wait_for(pipe: &OwnedFd, what: &str) -> Result<()> {
     let mut byte = [0u8; 1];
@@ -433,7 +478,7 @@ fn orphan_outlives_its_creator(size: u64) -> Result<()> {
     let path = format!("/dev/shm{name}");
     let slot = cleanup::track_path(&path);
     let (ready_r, ready_w) = pipe().context("pipe")?;
-    let child = fork_child(|| {
+    let child = fork_tracked(|| {
         let Ok((_fd, ptr)) = create_and_map(&name, size as usize) else {
             return 1;
         };
@@ -513,7 +558,7 @@ fn unlink_early_leaves_nothing(size: u64) -> Result<()> {
     let (created_r, created_w) = pipe().context("pipe")?;
     let (opened_r, opened_w) = pipe().context("pipe")?;
     let (unlinked_r, unlinked_w) = pipe().context("pipe")?;
-    let child = fork_child(|| {
+    let child = fork_tracked(|| {
         let Ok((_fd, ptr)) = create_and_map(&name, size as usize) else {
             return 1;
         };
@@ -668,11 +713,7 @@ fn end_child(ending: Ending, name: &str, dropped: &AtomicU8, ready: &OwnedFd) ->
     };
     let _guard = Guard { name, dropped };
     match ending {
-        Ending::SigintFlagHandler => {
-            if install_flag_handler().is_err() {
-                return 1;
-            }
-        }
+        Ending::SigintFlagHandler if install_flag_handler().is_err() => return 1,
         Ending::SigintCleanupHandler => {
             cleanup::track_path(&format!("/dev/shm{name}"));
         }
@@ -724,7 +765,7 @@ fn which_endings_run_drop() -> Result<()> {
         let path = format!("/dev/shm{name}");
         let slot = cleanup::track_path(&path);
         let (ready_r, ready_w) = pipe().context("pipe")?;
-        let child = fork_child(|| end_child(ending, &name, &dropped[i], &ready_w))?;
+        let child = fork_tracked(|| end_child(ending, &name, &dropped[i], &ready_w))?;
         drop(ready_w);
         wait_for(&ready_r, "creating its object")?;
         match ending {
@@ -790,7 +831,7 @@ fn flag_handler_cleans_on_main_path() -> Result<()> {
     let (ready_r, ready_w) = pipe().context("pipe")?;
     let (input_r, _input_w) = pipe().context("pipe")?; // the child's "input": never written
     let dropped = AtomicU8::new(0);
-    let child = fork_child(|| {
+    let child = fork_tracked(|| {
         let Ok((wake_r, wake_w)) = pipe() else {
             return 1;
         };
@@ -853,7 +894,7 @@ fn state_of(pid: Pid) -> Option<char> {
 // ANCHOR: zombie
 fn zombie_until_reaped(exit_code: i32) -> Result<()> {
     section("A child that exited but was not waited for");
-    let child = fork_child(|| exit_code)?;
+    let child = fork_tracked(|| exit_code)?;
     let deadline = Instant::now() + Duration::from_secs(5);
     while state_of(child) != Some('Z') && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(1));

@@ -233,10 +233,12 @@ fn execute_as(
         }
         let elapsed = started.elapsed();
         match plan {
-            Plan::SigintAfter(at) if !out.interrupted && elapsed >= at => {
-                if child.try_wait().expect("try_wait").is_none() {
-                    out.interrupted = signal(top, libc::SIGINT);
-                }
+            Plan::SigintAfter(at)
+                if !out.interrupted
+                    && elapsed >= at
+                    && child.try_wait().expect("try_wait").is_none() =>
+            {
+                out.interrupted = signal(top, libc::SIGINT);
             }
             Plan::KillAChild if !out.child_killed => {
                 if let Some(c) = below.iter().find(|p| p.ppid == top && p.state != 'Z') {
@@ -260,7 +262,6 @@ fn execute_as(
     };
     out.elapsed = started.elapsed();
     out.status = Some(status);
-    out.stderr = reader.join().unwrap_or_default();
 
     // Give orphans a moment to finish on their own, then count what is left.
     let grace = Instant::now();
@@ -292,6 +293,8 @@ fn execute_as(
     } else {
         50
     }));
+    // Only now: a stray that inherited stderr keeps the pipe open until it is gone.
+    out.stderr = reader.join().unwrap_or_default();
     // Zombies: descendants of the run that exited and were never reaped by it. Orphans come to
     // us (we are a subreaper); anything else that is our child now is one of them.
     for p in all_procs() {
