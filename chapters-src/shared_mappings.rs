@@ -304,10 +304,6 @@ fn child_can_read_first(runs: u32, widen_us: u64) -> Result<()> {
     section("Seed 002, run many times: what did the child read?");
     let region = Mapping::shared(page_size())?;
     let mut empty = [0u32; 2];
-    println!(
-        "{:<32} {:>12} {:>12} {:>12}",
-        "parent writes", "empty", "partial", "greeting"
-    );
     for (batch, widen) in [Duration::ZERO, Duration::from_micros(widen_us)]
         .into_iter()
         .enumerate()
@@ -320,15 +316,14 @@ fn child_can_read_first(runs: u32, widen_us: u64) -> Result<()> {
         }
         empty[batch] = seen[0];
         let label = if widen.is_zero() {
-            "right after fork (as written)".to_string()
+            "parent writes right after fork (as written)".to_string()
         } else {
-            format!("after a {} pause", fmt_us(widen_us))
+            format!("parent writes after a {} pause", fmt_us(widen_us))
         };
         println!(
-            "{label:<32} {:>12} {:>12} {:>12}",
-            format!("~{}", seen[0]),
-            format!("~{}", seen[1]),
-            format!("~{}", seen[2])
+            "{label}: in {runs} runs the child read nothing ~{} times, part of the greeting ~{}, \
+             all of it ~{}",
+            seen[0], seen[1], seen[2]
         );
     }
     let evidence = format!(
