@@ -139,10 +139,15 @@ fn per(time: Duration, items: usize) -> String {
     }
 }
 
-/// Whether `faults` is one per page, within a tenth.
+/// Whether `faults` is one per page: to within a tenth, plus at most 8 that the program takes
+/// elsewhere (its own stack and heap; a forked child copies those too).
 fn one_per_page(faults: i64, pages: usize) -> bool {
-    (0.9..=1.1).contains(&(faults as f64 / pages as f64))
+    let (faults, pages) = (faults as f64, pages as f64);
+    faults >= pages * 0.9 && faults <= pages * 1.1 + 8.0
 }
+
+/// Below this many pages, a pass takes a few microseconds: too short to compare times reliably.
+const TIMED_PAGES: usize = 64;
 
 /// Two pipes between parent and child: reports up, go-aheads down.
 struct Link {
@@ -443,17 +448,31 @@ fn cow_fault_cost(pages: usize) -> Result<()> {
     );
     let faults: Vec<String> = reports.iter().map(|r| format!("{} faults", r[0])).collect();
     finding(
-        "each child takes one minor fault per page it writes (faults/pages between 0.9 and 1.1)",
+        "each child takes one minor fault per page it writes (to within a tenth, plus at most 8 of the program's own)",
         reports.iter().all(|r| one_per_page(r[0], pages)),
         format!("{pages} pages written; {}", faults.join(", ")),
     );
+    let cost_claim =
+        "a copy-on-write fault costs about as much as a first-touch fault (between a quarter and 4 times)";
+    let again_claim =
+        "writing the copied pages again takes almost no faults and is at least 5 times faster";
+    if pages < TIMED_PAGES {
+        let why = format!("{pages} pages are too few to time; try {TIMED_PAGES} or more");
+        not_checked(cost_claim, &why);
+        not_checked(again_claim, &why);
+        return Ok(());
+    }
     finding(
-        "a copy-on-write fault costs about as much as a first-touch fault (between a quarter and 4 times)",
+        cost_claim,
         (0.25..=4.0).contains(&cow_vs_touch),
-        format!("{} vs {} per page: {cow_vs_touch:.1}×", per(cow, pages), per(first_touch, pages)),
+        format!(
+            "{} vs {} per page: {cow_vs_touch:.1}×",
+            per(cow, pages),
+            per(first_touch, pages)
+        ),
     );
     finding(
-        "writing the copied pages again takes almost no faults and is at least 5 times faster",
+        again_claim,
         reports
             .iter()
             .all(|r| r[2] as usize * 100 < pages * 3 || r[2] == 0)
