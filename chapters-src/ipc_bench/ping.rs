@@ -354,6 +354,12 @@ pub fn round_trips(kind: Ping, placement: Placement, count: u32) -> Result<Vec<f
         },
     );
     // ANCHOR_END: round_trips
+    if let Side::Semaphore { map, .. } = &parent {
+        for line in 0..2 {
+            // SAFETY: the child has exited, so nobody waits on the semaphores any more.
+            unsafe { libc::sem_destroy(sem(map, line)) };
+        }
+    }
     old_mask.thread_set_mask().context("sigprocmask(restore)")?;
     result
 }
