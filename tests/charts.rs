@@ -50,7 +50,14 @@ fn chart_writes_two_valid_svg_files() {
     let expectations: [(&str, &[&str]); 2] = [
         (
             "ipc-throughput.svg",
-            &["memcpy", "pipe", "Unix socket", "shm ring", "chunk size (KiB)", "GB/s"],
+            &[
+                "memcpy",
+                "pipe",
+                "Unix socket",
+                "shm ring",
+                "chunk size (KiB)",
+                "GB/s",
+            ],
         ),
         (
             "ipc-latency.svg",
@@ -59,11 +66,17 @@ fn chart_writes_two_valid_svg_files() {
     ];
     for (name, labels) in expectations {
         let path = out.join(name);
-        let svg = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let svg =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert!(svg.len() > 2000, "{name}: only {} bytes", svg.len());
-        assert!(svg.trim_start().starts_with("<svg"), "{name}: does not start with <svg");
-        assert!(svg.trim_end().ends_with("</svg>"), "{name}: does not end with </svg>");
+        assert!(
+            svg.trim_start().starts_with("<svg"),
+            "{name}: does not start with <svg"
+        );
+        assert!(
+            svg.trim_end().ends_with("</svg>"),
+            "{name}: does not end with </svg>"
+        );
         assert_balanced(name, &svg);
         for label in labels {
             assert!(svg.contains(label), "{name}: no `{label}` in the chart");
