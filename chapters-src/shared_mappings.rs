@@ -139,41 +139,52 @@ fn same_frame_after_writes(pages: usize) -> Result<()> {
     let (child_done, child_signals) = pipe().context("pipe")?;
     let (parent_done, parent_signals) = pipe().context("pipe")?;
     let child = fork_child(|| {
+        // The ends the child uses move in here, so the parent's copies close when fork_child drops
+        // this closure there: a child that dies gives the parent an end-of-file, not a hang.
+        let (signal, wait) = (child_signals, parent_done);
+        let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL); // nor waits for a dead parent
         shared.bytes_mut().fill(b'C'); // the child writes every page of both, after the fork
         private.bytes_mut().fill(b'C');
         // Tell the parent, then stay alive until it has read our page tables.
-        let _ = write(&child_signals, b"w");
-        let _ = read(&parent_done, &mut [0u8; 1]);
+        let _ = write(&signal, b"w");
+        let _ = read(&wait, &mut [0u8; 1]);
         0
     })?;
-    read(&child_done, &mut [0u8; 1]).context("wait for the child's writes")?;
-    let pid = child.as_raw();
-    let mut same = [0usize; 2];
-    for (i, region) in [&shared, &private].iter().enumerate() {
-        for addr in (region.addr()..region.addr() + len).step_by(page) {
-            let (mine, childs) = (page_entry(addr)?, page_entry_of_pid(pid, addr)?);
-            same[i] += usize::from(mine.pfn.is_some() && mine.pfn == childs.pfn);
+    let look = || -> Result<([usize; 2], [(u64, u64); 2])> {
+        let got = read(&child_done, &mut [0u8; 1]).context("wait for the child's writes")?;
+        ensure!(got == 1, "the child ended before it had written");
+        let pid = child.as_raw();
+        let mut same = [0usize; 2];
+        for (i, region) in [&shared, &private].iter().enumerate() {
+            for addr in (region.addr()..region.addr() + len).step_by(page) {
+                let (mine, childs) = (page_entry(addr)?, page_entry_of_pid(pid, addr)?);
+                same[i] += usize::from(mine.pfn.is_some() && mine.pfn == childs.pfn);
+            }
         }
-    }
-    // ANCHOR_END: same_frame_after_writes
-    vmbook::pause::here(
-        "the child has written every page and waits; both map both regions",
-        &[
-            "grep -A12 -e '-rw-s' /proc/PID/smaps",
-            "ps -o pid,stat,cmd --ppid PID",
-        ],
-    );
-    let sizes = |region: &Mapping| -> Result<(u64, u64)> {
-        let s = smaps_of(region.addr())?;
-        let get = |k: &str| s.get(k).copied().unwrap_or(0);
-        Ok((
-            get("Shared_Clean") + get("Shared_Dirty"),
-            get("Private_Clean") + get("Private_Dirty"),
-        ))
+        // ANCHOR_END: same_frame_after_writes
+        vmbook::pause::here(
+            "the child has written every page and waits; both map both regions",
+            &[
+                "grep -A12 -e '-rw-s' /proc/PID/smaps",
+                "ps -o pid,stat,cmd --ppid PID",
+            ],
+        );
+        let sizes = |region: &Mapping| -> Result<(u64, u64)> {
+            let s = smaps_of(region.addr())?;
+            let get = |k: &str| s.get(k).copied().unwrap_or(0);
+            Ok((
+                get("Shared_Clean") + get("Shared_Dirty"),
+                get("Private_Clean") + get("Private_Dirty"),
+            ))
+        };
+        Ok((same, [sizes(&shared)?, sizes(&private)?]))
     };
-    let counters = [sizes(&shared)?, sizes(&private)?];
+    let looked = look();
+    // Whatever happened, let the child go and reap it before reporting.
     let _ = write(&parent_signals, b"g");
-    ensure!(wait_exit_code(child)? == 0, "the child failed");
+    let ended = wait_exit_code(child);
+    let (same, counters) = looked?;
+    ensure!(ended? == 0, "the child failed");
     let parent_reads = [shared.bytes()[0], private.bytes()[0]];
     println!(
         "{:<26} {:>16} {:>13} {:>13} {:>13}",
