@@ -19,11 +19,14 @@ use vmbook::numbers::{sum_slot_line, LineSlot, DONE, EMPTY, READY};
 use vmbook::process::{fork_child, wait_child, wait_exit_code};
 use vmbook::{banner, cleanup, finding, futex, section, Mapping, ShmObject};
 
-/// Chapter 6 of the book, "Synchronization": two processes sharing memory race; this program shows
-/// the races (lost updates, a flag the optimizer hides, a greeting read too early) and measures the
-/// fixes (atomics, a process-shared mutex, futex wait/wake, POSIX semaphores, a robust mutex).
+/// Chapter 6 of the book, "Synchronization": races between processes that share memory, and fixes.
+///
+/// Each subcommand runs one experiment of the chapter: it makes a race of the seeds happen (lost
+/// updates, a flag the optimizer hides, a greeting read too early, a mutex whose owner died) and
+/// measures the fixes (atomics, a process-shared mutex, futex wait/wake, POSIX semaphores, a robust
+/// mutex). Every wait has a time limit, and nothing is left in /dev/shm, even after Ctrl-C.
 #[derive(Parser)]
-#[command(version, about, long_about = None, subcommand_required = true)]
+#[command(version, subcommand_required = true)]
 struct Options {
     #[command(subcommand)]
     experiment: Experiment,
