@@ -127,6 +127,9 @@ fn shared_vs_private(pages: usize, text: String, from_stdin: bool) -> Result<()>
     Ok(())
 }
 
+/// smaps bytes counted Shared and Private, for one mapping.
+type SharedPrivate = (u64, u64);
+
 // ANCHOR: same_frame_after_writes
 fn same_frame_after_writes(pages: usize) -> Result<()> {
     section("Parent and child both write every page: which frames are behind them?");
@@ -150,7 +153,7 @@ fn same_frame_after_writes(pages: usize) -> Result<()> {
         let _ = read(&wait, &mut [0u8; 1]);
         0
     })?;
-    let look = || -> Result<([usize; 2], [(u64, u64); 2])> {
+    let look = || -> Result<([usize; 2], [SharedPrivate; 2])> {
         let got = read(&child_done, &mut [0u8; 1]).context("wait for the child's writes")?;
         ensure!(got == 1, "the child ended before it had written");
         let pid = child.as_raw();
