@@ -445,6 +445,7 @@ struct Heads {
 }
 // ANCHOR_END: lists
 
+const _: () = assert!(std::mem::size_of::<OffsetNode>() == std::mem::size_of::<PtrNode>());
 const VALUES: [u64; 4] = [10, 20, 30, 40];
 const OFFSET_LIST_AT: usize = 64;
 const POINTER_LIST_AT: usize = 256;
@@ -452,9 +453,11 @@ const POINTER_LIST_AT: usize = 256;
 /// Builds both lists in a fresh object. Only this process touches it until a child is started.
 fn build_lists(object: &ShmObject) {
     let base = object.as_ptr();
-    let size = std::mem::size_of::<OffsetNode>(); // == size_of::<PtrNode>() on 64-bit
-                                                  // SAFETY: every write is inside the object (offsets below 512 < one page), aligned to 8, and
-                                                  // no other process maps the object yet.
+    // Both node types are 16 bytes on a 64-bit machine.
+    let size = std::mem::size_of::<OffsetNode>();
+
+    // SAFETY: every write is inside the object (offsets below 512, less than a page), aligned to
+    // 8, and no other process maps the object yet.
     unsafe {
         for (i, &value) in VALUES.iter().enumerate() {
             let last = i + 1 == VALUES.len();
@@ -811,8 +814,9 @@ fn wait_while_ready(slot: &LineSlot, child: &mut Reaped, poll: Duration, line: u
 fn pipeline_child(name: &str, output: &Path, max_line: usize, poll_us: u64) -> Result<ExitCode> {
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
     let parent = nix::unistd::getppid();
-    let object = ShmObject::open(name)?; // by name: exec left nothing of the parent's mappings
-                                         // SAFETY: as in the parent: one page, mapped while `object` lives, used only atomically.
+    // By name: exec left nothing of the parent's mappings.
+    let object = ShmObject::open(name)?;
+    // SAFETY: as in the parent: one page, mapped while `object` lives, used only atomically.
     let slot = unsafe { LineSlot::at(object.as_ptr(), object.len()) }?;
     let file = std::fs::OpenOptions::new().write(true).open(output);
     let mut file =
