@@ -495,6 +495,12 @@ fn one_flag_run(load: Load, timeout: Duration) -> Result<(bool, bool)> {
     page.data.store(42, Ordering::Relaxed);
     page.flag.store(1, Ordering::Release);
     // ANCHOR_END: publish
+    if load == Load::Plain {
+        vmbook::pause::here(
+            "the flag is 1 in shared memory, yet the child still spins (state R, CPU time growing)",
+            &["ps -o pid,stat,time,cmd --ppid PID"],
+        );
+    }
     Ok(match wait_or_kill(child, timeout)? {
         Some(WaitStatus::Exited(_, code)) => (true, code == 0),
         Some(WaitStatus::Signaled(_, sig, _)) => bail!("the waiting child was killed by {sig}"),
