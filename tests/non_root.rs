@@ -16,9 +16,12 @@
 //! not checked: the checkout belongs to root on the machine that runs this test, while a reader
 //! owns theirs.
 //!
-//! The test needs root to drop privileges; without root, or without `setpriv`, it prints why and
-//! passes without checking anything. The runs go one at a time, as in `book_outputs.rs`: the
-//! programs measure timings, and two at once would measure each other.
+//! The test needs root to drop privileges, and `nobody` must be able to reach target/; without
+//! root, without `setpriv`, or with target/ out of reach, it prints why and passes without checking
+//! anything.
+//!
+//! The runs go one at a time, as in `book_outputs.rs`: the programs measure timings, and two at
+//! once would measure each other.
 
 mod support;
 
@@ -48,8 +51,28 @@ fn cannot_drop_privileges() -> Option<String> {
             DROP_TO_NOBODY.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
         )),
-        Ok(_) => None,
+        Ok(_) => reachable_by_nobody(),
     }
+}
+
+/// Why user nobody cannot run the chapter binaries, if it cannot: every directory on the way to
+/// target/ must be searchable by others (a clone under /root, mode 700, is not).
+fn reachable_by_nobody() -> Option<String> {
+    let directive = directives().into_iter().find(|d| d.parsed.is_ok())?;
+    let (bin, _) = directive.parsed.ok()?;
+    let path = binary(&bin);
+    let ok = Command::new("setpriv")
+        .args(DROP_TO_NOBODY)
+        .args(["test", "-x"])
+        .arg(&path)
+        .status()
+        .is_ok_and(|status| status.success());
+    (!ok).then(|| {
+        format!(
+            "user nobody cannot execute {}: a directory on the way is not searchable by others",
+            path.display()
+        )
+    })
 }
 
 /// Whether a failed run failed only because `nobody` may not write into the project tree, which
