@@ -23,7 +23,7 @@ use vmbook::{banner, bytes, cleanup, finding, not_checked, section, ShmObject};
 /// /dev/shm, a fork+exec'd child that opens it by name, the RAII guard, offsets instead of
 /// pointers, and seed 001's numbers pipeline.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, long_about = None)]
 struct Options {
     #[command(subcommand)]
     experiment: Experiment,

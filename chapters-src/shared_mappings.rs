@@ -16,7 +16,7 @@ use vmbook::{banner, bytes, finding, kb, not_checked, section, Mapping};
 /// Chapter 4 of the book, "Anonymous shared mappings": what a child's writes do to MAP_SHARED and
 /// MAP_PRIVATE memory, the physical frames behind both, and the race in seed 002.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, long_about = None)]
 struct Options {
     #[command(subcommand)]
     experiment: Experiment,
