@@ -15,7 +15,7 @@ use vmbook::{banner, bytes, finding, kb, section, Mapping};
 /// Chapter 1 of the book, "Virtual memory": this process's own address space, one address holding
 /// two values in two processes, address space reserved far beyond RAM, and ASLR.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version)]
 struct Options {
     #[command(subcommand)]
     experiment: Option<Experiment>,
