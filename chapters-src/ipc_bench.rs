@@ -339,12 +339,14 @@ fn round_trip_latency(iterations: u32, wanted: &[Ping], placement: Where) -> Res
             format!("{} against the next best {}", time(spin), time(next)),
         );
     }
-    if let Some(spin) = get(Ping::Spin, Placement::OneCore) {
-        let worst = others((Ping::Spin, Placement::OneCore)).fold(0f64, f64::max);
+    if let (Some(one), Some(two)) = (
+        get(Ping::Spin, Placement::OneCore),
+        get(Ping::Spin, Placement::TwoCores),
+    ) {
         finding(
-            "spinning on a shared word, one core, is the slowest round trip",
-            spin > worst,
-            format!("{} against the next worst {}", time(spin), time(worst)),
+            "spinning on a shared word is at least ten times slower on one core than on two",
+            one > 10.0 * two,
+            format!("{} against {}: {:.0}×", time(one), time(two), one / two),
         );
     }
     for k in [Ping::Pipe, Ping::Futex] {
