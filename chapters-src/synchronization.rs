@@ -247,6 +247,31 @@ fn fork_guarded(child: impl FnOnce() -> i32) -> Result<Pid> {
     })?
 }
 
+/// Reaps every child in `children`, in the order they end; once one has failed, kills the others
+/// (they might wait for it), reaps them too, then reports the failure.
+fn wait_all(children: &[Pid]) -> Result<()> {
+    let mut running = children.to_vec();
+    let mut failed = None;
+    while !running.is_empty() {
+        let status = waitpid(Pid::from_raw(-1), None).context("waitpid")?;
+        if let Some(pid) = status.pid() {
+            cleanup::untrack_child(pid.as_raw());
+            running.retain(|&p| p != pid);
+        }
+        if failed.is_none() && !matches!(status, WaitStatus::Exited(_, 0)) {
+            failed = Some(status);
+            for &other in &running {
+                let _ = kill(other, Signal::SIGKILL);
+            }
+        }
+    }
+    match failed {
+        None => Ok(()),
+        Some(WaitStatus::Signaled(_, sig, _)) => bail!("a child was killed by {sig}"),
+        Some(other) => bail!("a child failed: {other:?}"),
+    }
+}
+
 /// Waits (sleeping briefly) until a child has set `word`; an error if the child ended first, or
 /// took more than 5 seconds.
 fn until_set(word: &AtomicU32, child: Pid) -> Result<()> {
@@ -369,9 +394,7 @@ fn race_two_children(how: Increment, n: u64) -> Result<(u64, u64, f64)> {
         std::thread::sleep(Duration::from_micros(100));
     }
     page.go.store(1, Ordering::Release);
-    for child in children {
-        ensure!(wait_exit_code(child)? == 0, "an incrementing child failed");
-    }
+    wait_all(&children)?;
     let added: Vec<u64> = page
         .added
         .iter()
