@@ -34,7 +34,8 @@ use vmbook::{banner, bytes, finding, section};
 struct Options {
     #[command(subcommand)]
     experiment: Experiment,
-    /// Stop while the two processes and their channel exist, print what to inspect, wait for Enter.
+    /// In `throughput`: stop while the ring is mapped in both processes, print what to inspect, and
+    /// wait for Enter.
     #[arg(long, global = true)]
     pause: bool,
 }
