@@ -79,3 +79,45 @@ pub fn wake(word: &AtomicU32, n: u32) -> usize {
     };
     r.max(0) as usize
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+
+    #[test]
+    fn wait_returns_at_once_when_the_word_differs() {
+        let word = AtomicU32::new(1);
+        assert_eq!(wait(&word, 0, Some(Duration::from_secs(5))), Wait::Changed);
+    }
+
+    #[test]
+    fn wait_times_out() {
+        let word = AtomicU32::new(0);
+        let start = std::time::Instant::now();
+        assert_eq!(
+            wait(&word, 0, Some(Duration::from_millis(20))),
+            Wait::TimedOut
+        );
+        assert!(start.elapsed() >= Duration::from_millis(20));
+    }
+
+    #[test]
+    fn wake_reaches_a_sleeper() {
+        let word = Arc::new(AtomicU32::new(0));
+        let sleeper = {
+            let word = Arc::clone(&word);
+            std::thread::spawn(move || {
+                while word.load(Ordering::Acquire) == 0 {
+                    wait(&word, 0, Some(Duration::from_secs(5)));
+                }
+            })
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        word.store(1, Ordering::Release);
+        wake(&word, 1);
+        sleeper.join().unwrap();
+        assert_eq!(wake(&word, 1), 0, "nobody is left to wake");
+    }
+}
