@@ -29,7 +29,7 @@ use vmbook::{banner, bytes, cleanup, finding, kb, not_checked, section, Mapping}
 /// SIGKILLed creator, which endings run Drop, signal handlers that only set a flag, zombies, and what
 /// munmap, close and shm_unlink each free.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, long_about = None)]
 struct Options {
     #[command(subcommand)]
     experiment: Option<Experiment>,
@@ -420,6 +420,7 @@ fn map(fd: &OwnedFd, size: usize) -> Result<*mut u8> {
     Ok(ptr.as_ptr().cast())
 }
 
+// ANCHOR: fork_tracked
 /// Runs `f` with the cleanup signals held back: a SIGINT between starting a child and recording
 /// it for the signal handler would end this process and leave the child running. A signal that
 /// arrives meanwhile is delivered when `f` returns, with the child recorded.
@@ -450,6 +451,7 @@ fn fork_tracked(child: impl FnOnce() -> i32) -> Result<Pid> {
         })
     })?
 }
+// ANCHOR_END: fork_tracked
 
 /// Blocks until the child writes one byte; an error naming `what` if it died first.
 fn wait_for(pipe: &OwnedFd, what: &str) -> Result<()> {

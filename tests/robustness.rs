@@ -499,6 +499,9 @@ fn subcommands(help: &str) -> Vec<String> {
             if !line.starts_with("  ") {
                 break;
             }
+            if line.starts_with("   ") {
+                continue; // the wrapped rest of a description
+            }
             if let Some(name) = line.split_whitespace().next() {
                 if name != "help" {
                     names.push(name.to_string());
