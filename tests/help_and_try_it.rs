@@ -96,11 +96,12 @@ fn undescribed_options(bin: &str, sub: &[&str], help: &str) -> Vec<String> {
             {
                 continue; // not the start of an entry: a wrapped description line
             }
-            // `--name <VALUE>  description`: two spaces separate the description.
+            // `--name <VALUE>  description` (two spaces before it), or, in clap's long help,
+            // the description on the next line, indented further.
             let described = trimmed.contains("  ")
-                || lines
-                    .get(i + 1)
-                    .is_some_and(|next| next.len() - next.trim_start().len() > indent + 4);
+                || lines.get(i + 1).is_some_and(|next| {
+                    !next.trim().is_empty() && next.len() - next.trim_start().len() > indent
+                });
             if !described {
                 missing.push(format!(
                     "`{bin}{}{} --help`: `{}` has no description of what it changes",
@@ -114,12 +115,12 @@ fn undescribed_options(bin: &str, sub: &[&str], help: &str) -> Vec<String> {
     missing
 }
 
-/// The lines after `heading` up to the next blank line.
+/// The lines after `heading` up to the next heading (a line that is not indented).
 fn section_lines<'a>(help: &'a str, heading: &str) -> Vec<&'a str> {
     help.lines()
         .skip_while(|l| l.trim() != heading)
         .skip(1)
-        .take_while(|l| !l.trim().is_empty())
+        .take_while(|l| l.trim().is_empty() || l.starts_with(' '))
         .collect()
 }
 
@@ -272,4 +273,18 @@ fn try_it_commands_are_parsed_as_a_reader_types_them() {
     assert!(as_shell_command("cargo run --bin virtual-memory --", &dir).is_ok());
     assert!(as_shell_command("cargo run --bin no-such-chapter", &dir).is_err());
     assert!(as_shell_command("cargo run --features x --bin virtual-memory", &dir).is_err());
+}
+
+#[test]
+fn options_without_a_description_are_found_in_both_help_formats() {
+    let short = "About\n\nOptions:\n      --runs <RUNS>  How many\n      --bare\n  -h, --help     Print help\n";
+    let long = "About\n\nOptions:\n      --runs <RUNS>\n          How many\n\n          [default: 4]\n\n      --bare\n\n  -h, --help\n          Print help\n";
+    for help in [short, long] {
+        let missing = undescribed_options("x", &[], help);
+        assert_eq!(missing.len(), 1, "{missing:?}");
+        assert!(missing[0].contains("--bare"), "{missing:?}");
+    }
+    let commands =
+        "About\n\nCommands:\n  maps  List\n  help  Print\n\nOptions:\n  -h, --help  Print help\n";
+    assert_eq!(subcommands(commands), vec!["maps".to_string()]);
 }
