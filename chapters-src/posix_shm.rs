@@ -10,7 +10,9 @@ use nix::sys::resource::{getrusage, UsageWho};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::stat::Mode;
 use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -51,7 +53,7 @@ enum Experiment {
         /// Read lines from this file instead of stdin.
         #[arg(long)]
         input: Option<PathBuf>,
-        /// Write the sums here (kept); by default a temporary file, shown and then removed.
+        /// Write the sums here (kept); by default to a temporary file without a name, shown, then gone.
         #[arg(long)]
         output: Option<PathBuf>,
         /// The longest line accepted, in bytes (at most the slot's 4080).
@@ -617,39 +619,43 @@ fn cpu_time(who: UsageWho) -> Result<Duration> {
     ))
 }
 
-/// The output file: the reader's, or a temporary one that is removed on every path (also SIGINT).
+/// The output file: the reader's, or a temporary one with no name at all (`O_TMPFILE`), which
+/// nothing can leave behind, not even a SIGKILL. The child opens it through the parent's
+/// descriptor, `/proc/PID/fd/N`.
 struct Output {
     path: PathBuf,
-    temporary: Option<Option<usize>>,
+    _temporary: Option<std::fs::File>,
 }
 
 impl Output {
     fn new(path: Option<PathBuf>) -> Result<Output> {
-        let (path, temporary) = match path {
-            Some(path) => (path, None),
-            None => {
-                let name = vmbook::shm::unique_name();
-                let path = std::env::temp_dir().join(format!("{}.sums", &name[1..]));
-                let slot = cleanup::track_path(&path.to_string_lossy());
-                (path, Some(slot))
-            }
-        };
         let mut open = std::fs::OpenOptions::new();
-        open.write(true).create(true).truncate(true).mode(0o600);
-        if temporary.is_some() {
-            open.create_new(true);
-        }
-        open.open(&path)
-            .with_context(|| format!("create {}", path.display()))?;
-        Ok(Output { path, temporary })
-    }
-}
-
-impl Drop for Output {
-    fn drop(&mut self) {
-        if let Some(slot) = self.temporary {
-            let _ = std::fs::remove_file(&self.path);
-            cleanup::untrack_path(slot);
+        open.read(true).write(true).mode(0o600);
+        match path {
+            Some(path) => {
+                open.create(true)
+                    .truncate(true)
+                    .open(&path)
+                    .with_context(|| format!("create {}", path.display()))?;
+                Ok(Output {
+                    path,
+                    _temporary: None,
+                })
+            }
+            None => {
+                let dir = std::env::temp_dir();
+                let file = open
+                    .custom_flags(libc::O_TMPFILE)
+                    .open(&dir)
+                    .with_context(|| {
+                        format!("open({}, O_TMPFILE) (give --output instead)", dir.display())
+                    })?;
+                let path = format!("/proc/{}/fd/{}", std::process::id(), file.as_raw_fd());
+                Ok(Output {
+                    path: path.into(),
+                    _temporary: Some(file),
+                })
+            }
         }
     }
 }
@@ -864,6 +870,28 @@ fn pipeline_child(name: &str, output: &Path, max_line: usize, poll_us: u64) -> R
     Ok(ExitCode::from(if bad > 0 { 2 } else { 0 }))
 }
 
+/// Removes what a pipeline killed by a signal could not: its objects, whose names end in its pid.
+fn sweep_after(pid: u32) {
+    // Our own names are /vmbook-TAG-OURPID-N; the pipeline's are /vmbook-TAG-PID-N.
+    let ours = vmbook::shm::unique_name();
+    let tag = ours[1..]
+        .rsplitn(3, '-')
+        .nth(2)
+        .unwrap_or("vmbook-run")
+        .to_string();
+    let prefix = format!("{tag}-{pid}-");
+    for entry in std::fs::read_dir("/dev/shm")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&prefix) || name.starts_with(&format!("sem.{prefix}")) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 // ANCHOR: bad_input_demo
 fn bad_input_demo(input: &Path) -> Result<()> {
     section("The pipeline on a file with bad lines");
@@ -885,12 +913,22 @@ fn bad_input_demo(input: &Path) -> Result<()> {
     let exe = std::env::current_exe().context("find this program's path")?;
     // Not tracked for the SIGINT handler: killing it with SIGKILL would leave its object behind.
     // It ends by itself within milliseconds, and on our death it gets SIGTERM (pdeathsig).
-    let run = Command::new(exe)
+    let pipeline = Command::new(exe)
         .args(args)
         .current_dir(root)
         .stdin(Stdio::null())
-        .output();
-    let run = run.context("run the pipeline")?;
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("run the pipeline")?;
+    let pid = pipeline.id();
+    let run = pipeline
+        .wait_with_output()
+        .context("wait for the pipeline")?;
+    if run.status.signal().is_some() {
+        sweep_after(pid);
+        bail!("the pipeline was killed ({})", run.status);
+    }
     let (stdout, stderr) = (
         String::from_utf8_lossy(&run.stdout),
         String::from_utf8_lossy(&run.stderr),

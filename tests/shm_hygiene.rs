@@ -341,3 +341,29 @@ fn shared_mappings_child_killed() {
         assert_clean(&tag, false, &what);
     }
 }
+
+#[test]
+fn bad_input_demo_with_its_pipeline_killed() {
+    let _turn = turn();
+    for round in 0..3 {
+        let what =
+            format!("bad-input-demo, its pipeline SIGKILLed once its object exists ({round})");
+        let tag = fresh_tag();
+        let child = start("posix-shm", &["bad-input-demo"], &tag, Stdio::null(), false);
+        let pipeline = first_child(child.id());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while leftovers(&tag).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let _ = kill(Pid::from_raw(pipeline), Signal::SIGKILL);
+        let (status, err) = finish(child);
+        // Killed in time: the demo removes the object the pipeline could not, and says so with
+        // exit status 1. Too late (the pipeline had finished): a normal run.
+        assert!(
+            status.success() || status.code() == Some(1) && err.contains("the pipeline was killed"),
+            "{what}: {status}\n{err}"
+        );
+        // The pipeline's own child dies with it (pdeathsig) and is reparented to us: allowed.
+        assert_clean(&tag, true, &what);
+    }
+}
