@@ -73,6 +73,8 @@ fn check_the_book(options: &Options) -> Result<ExitCode> {
     let root = project_root()?;
     let titles = chapter_titles(&root)?;
     let mut directives = find_directives(&root)?;
+    // In reading order, as the book build runs them; files SUMMARY.md does not list come last.
+    directives.sort_by_key(|d| titles.get(&d.file).map_or(usize::MAX, |(order, _)| *order));
     if let Some(only) = &options.chapter {
         directives.retain(|d| d.file.to_string_lossy().contains(only.as_str()));
     }
@@ -94,8 +96,7 @@ fn check_the_book(options: &Options) -> Result<ExitCode> {
         if chapter_shown.as_ref() != Some(&directive.file) {
             let title = titles
                 .get(&directive.file)
-                .map(String::as_str)
-                .unwrap_or("(not in SUMMARY.md)");
+                .map_or("(not in SUMMARY.md)", |(_, title)| title.as_str());
             println!("\n== {title} ({})", directive.file.display());
             chapter_shown = Some(directive.file.clone());
         }
@@ -174,8 +175,8 @@ fn project_root() -> Result<PathBuf> {
         })
 }
 
-/// `book/FILE.md` -> the chapter title given in `book/SUMMARY.md`.
-fn chapter_titles(root: &Path) -> Result<HashMap<PathBuf, String>> {
+/// `book/FILE.md` -> its place in `book/SUMMARY.md` and the chapter title given there.
+fn chapter_titles(root: &Path) -> Result<HashMap<PathBuf, (usize, String)>> {
     let path = root.join("book/SUMMARY.md");
     let summary =
         std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
@@ -191,10 +192,10 @@ fn chapter_titles(root: &Path) -> Result<HashMap<PathBuf, String>> {
         };
         let target = &line[close + 2..end];
         if !target.is_empty() {
-            titles.insert(
-                Path::new("book").join(target),
-                line[open + 1..close].to_string(),
-            );
+            let order = titles.len();
+            titles
+                .entry(Path::new("book").join(target))
+                .or_insert((order, line[open + 1..close].to_string()));
         }
     }
     Ok(titles)
