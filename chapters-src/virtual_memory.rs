@@ -7,8 +7,8 @@ use nix::sys::mman::MapFlags;
 use nix::unistd::{pipe, read, write};
 use procfs::process::MMapPath;
 use procfs::Current;
-use std::process::Command;
-use vmbook::process::{fork_child, wait_exit_code};
+use std::process::{Command, Stdio};
+use vmbook::process::{fork_child, spawn_tracked, wait_exit_code, wait_spawned};
 use vmbook::procinfo::{describe, maps, vm_counters};
 use vmbook::{banner, bytes, finding, kb, section, Mapping};
 
@@ -353,10 +353,8 @@ fn layout_moves_every_run(runs: u32) -> Result<()> {
     let exe = std::env::current_exe().context("find this program's path")?;
     let mut samples: Vec<[usize; 4]> = Vec::new();
     for _ in 0..runs {
-        let out = Command::new(&exe)
-            .arg("aslr-probe")
-            .output()
-            .context("run aslr-probe")?;
+        let probe = spawn_tracked(Command::new(&exe).arg("aslr-probe").stdout(Stdio::piped()))?;
+        let out = wait_spawned(probe)?;
         ensure!(
             out.status.success(),
             "aslr-probe failed: {}",

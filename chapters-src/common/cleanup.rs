@@ -27,7 +27,16 @@ static CHILD_PARENTS: [AtomicI32; SLOTS] = [const { AtomicI32::new(0) }; SLOTS];
 static INSTALL: Once = Once::new();
 static DISABLED: AtomicBool = AtomicBool::new(false);
 
-const SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+/// The signals that end a program by default and can be caught. SIGPIPE is among them: Rust
+/// ignores it, which turns `program | head` into a panic in `println!`; here it ends the program
+/// quietly, as it ends a C program, after cleaning up.
+const SIGNALS: [libc::c_int; 5] = [
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGPIPE,
+];
 
 /// Remembers an object in `/dev/shm` (its name as given to `shm_open`, e.g. `/vmbook-x`; a named
 /// semaphore is `/dev/shm/sem.NAME`) so that an interrupting signal unlinks it. Returns the slot.
@@ -90,7 +99,47 @@ pub fn disable_signal_cleanup() {
     }
 }
 
-fn install() {
+/// Blocks the cleanup signals until the returned guard is dropped.
+///
+/// Between `fork` and `track_child` (or `shm_open` and `track_path`) a signal would find the new
+/// child or object not yet recorded, and the handler would leave it behind. Blocking the signals
+/// for those few instructions makes creating and recording one step: a signal that arrives
+/// meanwhile waits, and is handled once the guard drops, with everything recorded.
+pub fn block_signals() -> SignalsBlocked {
+    // SAFETY: sigset_t is plain data; sigprocmask only changes this thread's signal mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in SIGNALS {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::sigprocmask(libc::SIG_BLOCK, &set, &mut old);
+        SignalsBlocked { old }
+    }
+}
+
+/// Restores the signal mask that [`block_signals`] replaced.
+pub struct SignalsBlocked {
+    old: libc::sigset_t,
+}
+
+impl SignalsBlocked {
+    /// Restores the old mask now; async-signal-safe, so a forked child may call it before `exec`.
+    pub fn restore(&self) {
+        // SAFETY: sets the mask back to the value sigprocmask reported.
+        unsafe { libc::sigprocmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut()) };
+    }
+}
+
+impl Drop for SignalsBlocked {
+    fn drop(&mut self) {
+        self.restore();
+    }
+}
+
+/// Installs the cleanup handler now (the chapter programs' `vmbook::run` does, at start).
+pub fn install() {
     if DISABLED.load(Ordering::SeqCst) {
         return;
     }

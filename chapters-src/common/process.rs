@@ -10,6 +10,8 @@ use anyhow::{bail, Context, Result};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Output};
 
 /// The number of threads in this process, from /proc/self/task.
 pub fn thread_count() -> usize {
@@ -28,10 +30,12 @@ pub fn fork_child(child: impl FnOnce() -> i32) -> Result<Pid> {
     // Anything still buffered would be written twice: once by each process.
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
+    let blocked = cleanup::block_signals();
     // SAFETY: the process is single-threaded (checked above), so no lock can be held by a thread
     // that does not exist in the child.
     match unsafe { fork() }.context("fork")? {
         ForkResult::Child => {
+            drop(blocked);
             let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(101);
             let _ = std::io::stdout().flush();
             // SAFETY: _exit ends the child at once, without running the parent's destructors twice
@@ -40,9 +44,39 @@ pub fn fork_child(child: impl FnOnce() -> i32) -> Result<Pid> {
         }
         ForkResult::Parent { child } => {
             cleanup::track_child(child.as_raw());
+            drop(blocked);
             Ok(child)
         }
     }
+}
+
+/// Starts `command` (fork + exec) and records the child, so that an interrupting signal kills and
+/// reaps it; pair with [`wait_spawned`] or `untrack_child` once it has been waited for.
+pub fn spawn_tracked(command: &mut Command) -> Result<Child> {
+    let blocked = cleanup::block_signals();
+    // SAFETY: the hook runs in the child between fork and exec, and only calls sigprocmask,
+    // which is async-signal-safe. std passes the blocked mask on to the child; undo that.
+    let child = unsafe {
+        command.pre_exec(|| {
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            Ok(())
+        })
+    }
+    .spawn()
+    .with_context(|| format!("spawn {:?}", command.get_program()))?;
+    cleanup::track_child(child.id() as i32);
+    drop(blocked);
+    Ok(child)
+}
+
+/// Waits for a child from [`spawn_tracked`], collecting its output, and forgets it.
+pub fn wait_spawned(child: Child) -> Result<Output> {
+    let pid = child.id() as i32;
+    let output = child.wait_with_output().context("wait for a child")?;
+    cleanup::untrack_child(pid);
+    Ok(output)
 }
 
 /// Waits for a child started by [`fork_child`] and returns how it ended.
