@@ -566,7 +566,13 @@ fn bad_values(opt: &ValueOption, thorough: bool) -> (Vec<String>, Vec<String>) {
         (s(&["abc", "", "1..2"]), s(&["-1", "0"]))
     } else {
         let maybe = if thorough {
-            s(&["", "/nonexistent/dir/file", "\u{1}garbage\u{7f}", "-"])
+            // Paths that may be legal are absolute and under /tmp: a program may create them,
+            // and it must not do so inside the book (runs start in book/).
+            s(&[
+                "",
+                "/nonexistent/dir/file",
+                "/tmp/vmbook-bad-input/\u{1}garbage\u{7f}",
+            ])
         } else {
             s(&["/nonexistent/dir/file"])
         };
