@@ -82,6 +82,10 @@ fn every_page_in_a_real_browser() {
         let before = problems.len();
         problems.extend(check_page(chapter, &dom, &server));
         let mut line = format!("{page}: title, {} output blocks", chapter.directives.len());
+        let images = dom.matches("image ok ").count();
+        if images > 0 {
+            line.push_str(&format!(", {images} images loaded"));
+        }
 
         if !chapter.directives.is_empty() {
             match search_only_here(&browser, &server, chapter, &texts) {
