@@ -7,7 +7,6 @@ use clap::{Parser, Subcommand};
 use nix::fcntl::OFlag;
 use nix::sys::mman::shm_open;
 use nix::sys::resource::{getrusage, UsageWho};
-use nix::sys::signal::{SigSet, Signal};
 use nix::sys::stat::Mode;
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsRawFd;
@@ -252,43 +251,10 @@ fn meeting(object: &ShmObject) -> Result<&Meeting> {
     Ok(unsafe { &*(object.as_ptr() as *const Meeting) })
 }
 
-/// Starts this program again in a child role (fork + exec), stdin closed. The cleanup signals are
-/// held until the child is tracked, so that a Ctrl-C cannot fall in between (std's spawn gives the
-/// child an empty signal mask).
+/// Starts this program again in a child role (fork + exec), stdin closed, recorded for cleanup.
 fn spawn_self(args: &[&str]) -> Result<Child> {
     let exe = std::env::current_exe().context("find this program's path")?;
-    let _ = cleanup_signals().thread_block();
-    let child = Command::new(exe).args(args).stdin(Stdio::null()).spawn();
-    if let Ok(child) = &child {
-        cleanup::track_child(child.id() as i32);
-    }
-    let _ = cleanup_signals().thread_unblock();
-    child.with_context(|| format!("fork+exec {}", args[0]))
-}
-
-/// `vmbook::process::fork_child` with the cleanup signals held until the child is tracked.
-fn fork_child(child: impl FnOnce() -> i32) -> Result<nix::unistd::Pid> {
-    let _ = cleanup_signals().thread_block();
-    let pid = vmbook::process::fork_child(|| {
-        let _ = cleanup_signals().thread_unblock();
-        child()
-    });
-    let _ = cleanup_signals().thread_unblock();
-    pid
-}
-
-/// The signals vmbook's cleanup handler catches.
-fn cleanup_signals() -> SigSet {
-    let mut set = SigSet::empty();
-    for signal in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-    ] {
-        set.add(signal);
-    }
-    set
+    vmbook::process::spawn_tracked(Command::new(exe).args(args).stdin(Stdio::null()))
 }
 
 /// Waits for a child started by `spawn_self`; its exit code, or an error if a signal killed it.
@@ -568,7 +534,7 @@ fn offsets_survive_pointers_break() -> Result<()> {
     println!("parent: object mapped at {:#x}", object.addr());
     println!("          offsets:  {}", show(&walk_offsets(&object)));
     println!("          pointers: {}", show(&walk_pointers(&object)));
-    let forked = fork_child(|| {
+    let forked = vmbook::process::fork_child(|| {
         println!("child (forked), object mapped at {:#x}:", object.addr());
         walk_code(&object)
     })?;

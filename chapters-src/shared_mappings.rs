@@ -5,11 +5,11 @@
 use anyhow::{ensure, Context, Result};
 use clap::{Parser, Subcommand};
 use nix::sys::mman::MapFlags;
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::Signal;
 use nix::unistd::{pipe, read, write};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
-use vmbook::process::wait_exit_code;
+use vmbook::process::{fork_child, wait_exit_code};
 use vmbook::procinfo::{frames_visible, page_entry, page_entry_of_pid, page_size, smaps_of};
 use vmbook::{banner, bytes, finding, kb, not_checked, section, Mapping};
 
@@ -142,15 +142,15 @@ fn same_frame_after_writes(pages: usize) -> Result<()> {
     let (child_done, child_signals) = pipe().context("pipe")?;
     let (parent_done, parent_signals) = pipe().context("pipe")?;
     let child = fork_child(|| {
-        // The ends the child uses move in here, so the parent's copies close when fork_child drops
-        // this closure there: a child that dies gives the parent an end-of-file, not a hang.
-        let (signal, wait) = (child_signals, parent_done);
+        // The write end moves in here, so the parent's copy closes when fork_child drops this
+        // closure there: a child that dies gives the parent an end-of-file, not a hang.
+        let (signal, wait) = (child_signals, &parent_done);
         let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL); // nor waits for a dead parent
         shared.bytes_mut().fill(b'C'); // the child writes every page of both, after the fork
         private.bytes_mut().fill(b'C');
         // Tell the parent, then stay alive until it has read our page tables.
         let _ = write(&signal, b"w");
-        let _ = read(&wait, &mut [0u8; 1]);
+        let _ = read(wait, &mut [0u8; 1]);
         0
     })?;
     let look = || -> Result<([usize; 2], [SharedPrivate; 2])> {
@@ -252,33 +252,6 @@ fn same_frame_after_writes(pages: usize) -> Result<()> {
         ),
     );
     Ok(())
-}
-
-/// `vmbook::process::fork_child` with the cleanup signals held from just before the fork until the
-/// child is tracked: a Ctrl-C in between would leave the child unknown to the cleanup handler
-/// (before the first child, there is no handler yet at all), and it would outlive us.
-fn fork_child(child: impl FnOnce() -> i32) -> Result<nix::unistd::Pid> {
-    let _ = cleanup_signals().thread_block();
-    let pid = vmbook::process::fork_child(|| {
-        let _ = cleanup_signals().thread_unblock();
-        child()
-    });
-    let _ = cleanup_signals().thread_unblock();
-    pid
-}
-
-/// The signals vmbook's cleanup handler catches.
-fn cleanup_signals() -> SigSet {
-    let mut set = SigSet::empty();
-    for signal in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-    ] {
-        set.add(signal);
-    }
-    set
 }
 
 const GREETING: &[u8] = b"Hello, child process!";
