@@ -82,7 +82,9 @@ fn every_page_in_a_real_browser() {
         let before = problems.len();
         problems.extend(check_page(chapter, &dom, &server));
         let mut line = format!("{page}: title, {} output blocks", chapter.directives.len());
-        let images = dom.matches("image ok ").count();
+        let images = probe_text(&dom).map_or(0, |p| {
+            p.lines().filter(|l| l.starts_with("image ok ")).count()
+        });
         if images > 0 {
             line.push_str(&format!(", {images} images loaded"));
         }
@@ -207,17 +209,12 @@ fn check_page(chapter: &Chapter, dom: &str, server: &Server) -> Vec<String> {
         }
     }
     // Every image the page shows was fetched, and the browser could decode it.
-    match dom
-        .split("<pre id=\"vmbook-probe\"")
-        .nth(1)
-        .and_then(|p| p.split_once('>'))
-        .map(|(_, rest)| rest.split("</pre>").next().unwrap_or(""))
-    {
+    match probe_text(dom) {
         None => problems.push(format!(
             "{page}: the page's load event never fired (probe missing)"
         )),
         Some(probe) => {
-            for line in decode(probe).lines() {
+            for line in probe.lines() {
                 if let Some(src) = line.strip_prefix("image BROKEN ") {
                     problems.push(format!("{page}: image {src} did not load"));
                 } else if let Some(src) = line.strip_prefix("image ok ") {
@@ -229,6 +226,14 @@ fn check_page(chapter: &Chapter, dom: &str, server: &Server) -> Vec<String> {
         }
     }
     problems
+}
+
+/// What the probe script wrote into the page once it had loaded.
+fn probe_text(dom: &str) -> Option<String> {
+    dom.split("<pre id=\"vmbook-probe\"")
+        .nth(1)
+        .and_then(|p| p.split_once('>'))
+        .map(|(_, rest)| decode(rest.split("</pre>").next().unwrap_or("")))
 }
 
 /// print.html holds every chapter: its title as a heading and each of its outputs.
