@@ -1,0 +1,102 @@
+//! ASLR: fresh processes of this program, and where their stack, heap, mmap area and code land.
+
+use anyhow::{ensure, Context, Result};
+use std::process::{Command, Stdio};
+use vmbook::process::{spawn_tracked, wait_spawned};
+use vmbook::{finding, section, Mapping};
+
+/// The addresses `aslr` compares, printed by a fresh process: stack, heap, mmap, code.
+pub fn aslr_probe() -> Result<()> {
+    let on_stack = 0u8;
+    let on_heap = Box::new(0u8);
+    let mapping = Mapping::private(4096)?;
+    let code = aslr_probe as fn() -> Result<()>;
+    println!(
+        "{} {} {} {}",
+        &on_stack as *const u8 as usize,
+        &*on_heap as *const u8 as usize,
+        mapping.addr(),
+        code as usize
+    );
+    Ok(())
+}
+
+// ANCHOR: layout_moves_every_run
+pub fn layout_moves_every_run(runs: u32) -> Result<()> {
+    section("Address space layout randomization (ASLR)");
+    let setting = std::fs::read_to_string("/proc/sys/kernel/randomize_va_space")
+        .context("read /proc/sys/kernel/randomize_va_space")?;
+    let setting: u32 = setting.trim().parse().context("parse randomize_va_space")?;
+    let exe = std::env::current_exe().context("find this program's path")?;
+    let mut samples: Vec<[usize; 4]> = Vec::new();
+    for _ in 0..runs {
+        let probe = spawn_tracked(Command::new(&exe).arg("aslr-probe").stdout(Stdio::piped()))?;
+        let out = wait_spawned(probe)?;
+        ensure!(
+            out.status.success(),
+            "aslr-probe failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout)?;
+        let v: Vec<usize> = text
+            .split_whitespace()
+            .map(str::parse)
+            .collect::<Result<_, _>>()?;
+        samples.push(
+            v.try_into()
+                .map_err(|_| anyhow::anyhow!("aslr-probe: bad output"))?,
+        );
+    }
+    // ANCHOR_END: layout_moves_every_run
+    let meaning = match setting {
+        0 => "off: every process gets the same layout",
+        1 => "stack, mmap area and vdso randomized; heap (brk) not",
+        2 => "stack, mmap area, vdso and heap (brk) randomized",
+        _ => "an unknown value",
+    };
+    println!("/proc/sys/kernel/randomize_va_space = {setting} ({meaning})");
+    println!(
+        "{:<6} {:>16} {:>16} {:>16} {:>16}",
+        "run", "stack", "heap", "mmap", "code"
+    );
+    for (i, s) in samples.iter().enumerate() {
+        println!(
+            "{:<6} {:>16} {:>16} {:>16} {:>16}",
+            i + 1,
+            format!("{:#x}", s[0]),
+            format!("{:#x}", s[1]),
+            format!("{:#x}", s[2]),
+            format!("{:#x}", s[3])
+        );
+    }
+    let distinct = |column: usize| {
+        let mut v: Vec<usize> = samples.iter().map(|s| s[column]).collect();
+        v.sort_unstable();
+        v.dedup();
+        v.len()
+    };
+    let counts: Vec<usize> = (0..4).map(distinct).collect();
+    let evidence = format!(
+        "distinct values in {runs} runs: stack {}, heap {}, mmap {}, code {}",
+        counts[0], counts[1], counts[2], counts[3]
+    );
+    let n = runs as usize;
+    match setting {
+        0 => finding(
+            "with ASLR off, every run gets the same addresses",
+            counts.iter().all(|&c| c == 1),
+            evidence,
+        ),
+        1 => finding(
+            "with randomize_va_space=1, stack and mmap move every run",
+            counts[0] == n && counts[2] == n,
+            evidence,
+        ),
+        _ => finding(
+            "with randomize_va_space=2, stack, heap, mmap area and code move every run",
+            counts.iter().all(|&c| c == n),
+            evidence,
+        ),
+    }
+    Ok(())
+}
