@@ -118,7 +118,7 @@ pub fn where_things_live() -> Result<()> {
     Ok(())
 }
 
-/// One row of the table: a mapping, or adjacent mappings of the same kind merged.
+/// One row of the table: one mapping (the program's data including its `.bss`).
 struct Row {
     start: u64,
     end: u64,
@@ -135,13 +135,10 @@ fn rows(exe: &str) -> Result<Vec<Row>> {
     for m in maps()? {
         let (start, end) = m.address;
         let perms = m.perms.as_str();
-        let mut kind = region(&m.pathname, &perms, exe);
+        let kind = region(&m.pathname, &perms, exe);
         if let Some(last) = rows.last_mut() {
             let bss = kind == "anonymous mapping" && last.kind == "program data";
-            if last.end == start && last.perms == perms && (bss || last.kind == kind) {
-                kind = last.kind;
-            }
-            if last.end == start && last.perms == perms && last.kind == kind {
+            if bss && last.end == start && last.perms == perms {
                 last.end = end;
                 continue;
             }
