@@ -9,6 +9,7 @@ pub mod cleanup;
 pub mod fail;
 pub mod futex;
 pub mod mapping;
+pub mod measure;
 pub mod numbers;
 pub mod output;
 pub mod pause;

@@ -1,0 +1,80 @@
+//! How the chapters count page faults and time work: touch every page, count the minor faults and
+//! the time a piece of work takes, print times in the unit that suits them, and judge a fault
+//! count against the number of pages. The pages and copy-on-write chapters (and the IPC appendix's
+//! times) share these, so that their numbers mean the same thing.
+
+use crate::procinfo::{page_faults, page_size};
+use crate::Mapping;
+use anyhow::Result;
+use std::time::{Duration, Instant};
+
+// ANCHOR: touch_each_page
+/// Writes one byte into every page of `region`: the smallest access that needs each page in RAM.
+pub fn touch_each_page(region: &mut Mapping, value: u8) {
+    for byte in region.bytes_mut().iter_mut().step_by(page_size()) {
+        // SAFETY: `byte` is a valid, exclusive reference into the mapping. A volatile write is
+        // never optimized away, so every page really is written.
+        unsafe { std::ptr::write_volatile(byte, value) };
+    }
+}
+// ANCHOR_END: touch_each_page
+
+// ANCHOR: measure
+/// Runs `work` and returns the minor page faults it took (getrusage) and how long it took.
+pub fn measure(work: impl FnOnce()) -> Result<(i64, Duration)> {
+    let before = page_faults()?.0;
+    let start = Instant::now();
+    work();
+    let time = start.elapsed();
+    Ok((page_faults()?.0 - before, time))
+}
+// ANCHOR_END: measure
+
+/// Below this many pages, a pass takes a few microseconds: too short to compare times reliably.
+pub const TIMED_PAGES: usize = 64;
+
+/// Whether `faults` is one per page: to within a tenth, plus at most 8 that the program takes
+/// elsewhere (its own stack and heap; a forked child copies those too).
+pub fn one_per_page(faults: i64, pages: usize) -> bool {
+    let (faults, pages) = (faults as f64, pages as f64);
+    faults >= pages * 0.9 && faults <= pages * 1.1 + 8.0
+}
+
+/// A time in the unit that suits it: `850 ns`, `6.1 µs`, `2.3 ms`.
+pub fn time(ns: f64) -> String {
+    if ns < 1e3 {
+        format!("{ns:.0} ns")
+    } else if ns < 1e6 {
+        format!("{:.1} µs", ns / 1e3)
+    } else {
+        format!("{:.1} ms", ns / 1e6)
+    }
+}
+
+/// A time per item (`per(elapsed, 1)` for the whole time), in the unit that suits it.
+pub fn per(elapsed: Duration, items: usize) -> String {
+    time(elapsed.as_nanos() as f64 / items.max(1) as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_take_the_unit_that_suits_them() {
+        assert_eq!(time(850.4), "850 ns");
+        assert_eq!(time(6_120.0), "6.1 µs");
+        assert_eq!(time(2_340_000.0), "2.3 ms");
+        assert_eq!(per(Duration::from_micros(3), 3), "1.0 µs");
+        assert_eq!(per(Duration::from_nanos(10), 0), "10 ns");
+    }
+
+    #[test]
+    fn one_per_page_allows_a_tenth_and_eight() {
+        assert!(one_per_page(1024, 1024));
+        assert!(one_per_page(1024 + 102 + 8, 1024));
+        assert!(!one_per_page(1024 + 102 + 9, 1024));
+        assert!(!one_per_page(900, 1024));
+        assert!(one_per_page(9, 1));
+    }
+}

@@ -1,0 +1,96 @@
+//! With MADV_HUGEPAGE, one fault maps a whole huge page instead of one 4 KiB page.
+
+use crate::advice::{advise, thp_setting};
+use anyhow::{Context, Result};
+use nix::sys::mman::MmapAdvise;
+use procfs::Current;
+use vmbook::measure::{measure, one_per_page, per};
+use vmbook::procinfo::{page_size, smaps_of};
+use vmbook::{bytes, finding, kb, not_checked, section, Mapping};
+
+// ANCHOR: huge_page_faults
+pub fn huge_page_faults(huge_pages: usize) -> Result<()> {
+    section(&format!(
+        "A region of {huge_pages} huge pages, touched every 4 KiB"
+    ));
+    let page = page_size();
+    let huge = procfs::Meminfo::current()
+        .context("read /proc/meminfo")?
+        .hugepagesize
+        .unwrap_or(2 << 20) as usize;
+    let len = huge_pages * huge;
+    let mut rows = Vec::new();
+    for advice in [MmapAdvise::MADV_NOHUGEPAGE, MmapAdvise::MADV_HUGEPAGE] {
+        // One huge page more than needed, to find a start aligned to a huge page inside it.
+        let mut region = Mapping::private(len + huge)?;
+        let offset = region.addr().next_multiple_of(huge) - region.addr();
+        let aligned = &mut region.bytes_mut()[offset..offset + len];
+        advise(aligned.as_mut_ptr(), len, advice)?;
+        let (faults, time) = measure(|| {
+            for byte in aligned.iter_mut().step_by(page) {
+                // SAFETY: a valid, exclusive reference into the mapping; volatile, so it happens.
+                unsafe { std::ptr::write_volatile(byte, 1) };
+            }
+        })?;
+        vmbook::pause::here(
+            &format!("the region has been touched after {advice:?}"),
+            &[
+                "grep -E 'AnonHugePages' /proc/PID/smaps_rollup",
+                "grep AnonHugePages /proc/meminfo",
+            ],
+        );
+        let smaps = smaps_of(aligned.as_ptr() as usize)?;
+        let anon_huge = smaps.get("AnonHugePages").copied().unwrap_or(0);
+        rows.push((advice, faults, time, anon_huge));
+    }
+    // ANCHOR_END: huge_page_faults
+    let thp = thp_setting("enabled");
+    println!(
+        "transparent huge pages: [{thp}]; huge page size {}",
+        bytes(huge as u64)
+    );
+    for (advice, faults, time, anon_huge) in &rows {
+        let name = if *advice == MmapAdvise::MADV_HUGEPAGE {
+            "MADV_HUGEPAGE"
+        } else {
+            "MADV_NOHUGEPAGE"
+        };
+        println!(
+            "{:<17} {faults} faults in {}; AnonHugePages {}",
+            format!("{name}:"),
+            per(*time, 1),
+            kb(*anon_huge)
+        );
+    }
+    let pages = len / page;
+    let (_, small_faults, _, small_huge) = rows[0];
+    let (_, huge_faults, _, huge_anon) = rows[1];
+    finding(
+        "with MADV_NOHUGEPAGE, every 4 KiB page takes its own fault",
+        one_per_page(small_faults, pages) && small_huge == 0,
+        format!("{small_faults} faults for {pages} pages"),
+    );
+    let claim =
+        "with MADV_HUGEPAGE, one fault maps a whole huge page (at most two faults per huge page)";
+    if thp == "never" || thp == "unavailable" {
+        not_checked(
+            claim,
+            format!("transparent huge pages are [{thp}] on this machine"),
+        );
+    } else if huge_anon == 0 {
+        not_checked(
+            claim,
+            "the kernel found no free huge page and fell back to 4 KiB pages",
+        );
+    } else {
+        finding(
+            claim,
+            huge_faults as usize <= 2 * huge_pages && huge_anon == len as u64,
+            format!(
+                "{huge_faults} faults for {huge_pages} huge pages; AnonHugePages {}",
+                kb(huge_anon)
+            ),
+        );
+    }
+    Ok(())
+}

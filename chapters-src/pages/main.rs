@@ -1,0 +1,101 @@
+//! Chapter 2, "Pages": memory is mapped one page at a time, and a page costs RAM (and a page fault)
+//! only when it is first touched.
+
+mod advice;
+mod dontneed_gives_pages_back;
+mod first_touch_faults;
+mod huge_page_faults;
+mod page_sizes;
+mod populate_moves_the_faults;
+mod residency;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use dontneed_gives_pages_back::dontneed_gives_pages_back;
+use first_touch_faults::first_touch_faults;
+use huge_page_faults::huge_page_faults;
+use page_sizes::page_sizes;
+use populate_moves_the_faults::populate_moves_the_faults;
+use vmbook::banner;
+
+/// Chapter 2 of the book, "Pages": the page size, page faults on first touch (counted and timed),
+/// residency with mincore, MAP_POPULATE, MADV_DONTNEED and transparent huge pages.
+#[derive(Parser)]
+#[command(version, long_about = None)]
+struct Options {
+    #[command(subcommand)]
+    experiment: Option<Experiment>,
+    /// Stop at each experiment, print this process's pid and what to inspect, wait for Enter.
+    #[arg(long, global = true)]
+    pause: bool,
+}
+
+#[derive(Subcommand)]
+enum Experiment {
+    /// Print the page size, the huge page size and the transparent huge page mode.
+    Sizes,
+    /// Map pages, write one byte into each, then do it again: faults, residency, time per page.
+    Touch {
+        /// How many 4 KiB pages to map and touch (more pages: steadier times, longer run).
+        #[arg(long, default_value_t = 1024, value_parser = pages_in_range)]
+        pages: usize,
+    },
+    /// Map with and without MAP_POPULATE: where the page faults happen.
+    Populate {
+        /// How many pages to map, each way.
+        #[arg(long, default_value_t = 1024, value_parser = pages_in_range)]
+        pages: usize,
+    },
+    /// Touch pages, give them back with madvise(MADV_DONTNEED), then read them again.
+    Dontneed {
+        /// How many pages to touch and give back.
+        #[arg(long, default_value_t = 1024, value_parser = pages_in_range)]
+        pages: usize,
+    },
+    /// Touch a region with and without madvise(MADV_HUGEPAGE): faults per huge page.
+    Huge {
+        /// How many huge pages (2 MiB each on x86-64) the region spans.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=512))]
+        huge_pages: u32,
+    },
+}
+
+/// `--pages`: at least one page, at most 1 Mi pages (4 GiB with 4 KiB pages).
+fn pages_in_range(text: &str) -> Result<usize, String> {
+    let n: usize = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of pages"))?;
+    if (1..=1 << 20).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("{n} pages is out of range 1..=1048576"))
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let options = Options::parse();
+    vmbook::pause::enable(options.pause);
+    vmbook::run(|| {
+        banner();
+        match options.experiment {
+            Some(experiment) => run(experiment),
+            None => {
+                run(Experiment::Sizes)?;
+                run(Experiment::Touch { pages: 1024 })?;
+                run(Experiment::Populate { pages: 1024 })?;
+                run(Experiment::Dontneed { pages: 1024 })?;
+                run(Experiment::Huge { huge_pages: 2 })
+            }
+        }
+    })
+}
+
+fn run(experiment: Experiment) -> Result<()> {
+    match experiment {
+        Experiment::Sizes => page_sizes(),
+        Experiment::Touch { pages } => first_touch_faults(pages),
+        Experiment::Populate { pages } => populate_moves_the_faults(pages),
+        Experiment::Dontneed { pages } => dontneed_gives_pages_back(pages),
+        Experiment::Huge { huge_pages } => huge_page_faults(huge_pages as usize),
+    }
+}
