@@ -1,0 +1,83 @@
+//! One byte written copies a whole page: the copy is made page by page.
+
+use crate::link::{child_side, receive, send, Link};
+use crate::region::{base_page_region, dirty};
+use anyhow::{ensure, Result};
+use vmbook::measure::{measure, touch_each_page};
+use vmbook::process::{fork_child, wait_exit_code};
+use vmbook::procinfo::page_size;
+use vmbook::{finding, kb, section};
+
+// ANCHOR: one_byte_copies_a_page
+pub fn one_byte_copies_a_page(count: usize) -> Result<()> {
+    section(&format!(
+        "The child writes {count} bytes into one page, then 1 byte into each of {count} pages"
+    ));
+    let page = page_size();
+    let mut region = base_page_region((count + 1) * page)?;
+    touch_each_page(&mut region, 1);
+    let mut link = Link::new()?;
+    let ends = link.parent_ends();
+    let child = fork_child(|| {
+        child_side(ends, || {
+            let (_, start) = dirty(&region)?;
+            let (faults_one, _) = measure(|| region.bytes_mut()[..count].fill(2))?; // page 0
+            let (_, in_one_page) = dirty(&region)?;
+            let (faults_many, _) = measure(|| {
+                for byte in region.bytes_mut()[page..].iter_mut().step_by(page) {
+                    *byte = 2; // pages 1..=count, one byte each
+                }
+            })?;
+            let (_, across_pages) = dirty(&region)?;
+            let report = [
+                start,
+                in_one_page,
+                across_pages,
+                faults_one as u64,
+                faults_many as u64,
+            ];
+            send(&mut link.up.1, &report)
+        })
+    })?;
+    let r = receive(&mut link.parent().0, 5)?;
+    ensure!(wait_exit_code(child)? == 0, "the child failed");
+    // ANCHOR_END: one_byte_copies_a_page
+    let (start, in_one_page, across_pages) = (r[0], r[1], r[2]);
+    let one = in_one_page.saturating_sub(start);
+    let many = across_pages.saturating_sub(in_one_page);
+    println!(
+        "the child's Private_Dirty for the region: {} at first",
+        kb(start)
+    );
+    println!(
+        "after {count} bytes in one page:     {} ({} more, {} faults)",
+        kb(in_one_page),
+        kb(one),
+        r[3]
+    );
+    println!(
+        "after 1 byte in each of {count} pages: {} ({} more, {} faults)",
+        kb(across_pages),
+        kb(many),
+        r[4]
+    );
+    finding(
+        &format!("{count} bytes written within one page copy exactly one page"),
+        one == page as u64,
+        format!(
+            "Private_Dirty grew by {} = {} page(s)",
+            kb(one),
+            one / page as u64
+        ),
+    );
+    finding(
+        &format!("one byte written into each of {count} pages copies {count} whole pages"),
+        many == (count * page) as u64,
+        format!(
+            "Private_Dirty grew by {} = {} page(s)",
+            kb(many),
+            many / page as u64
+        ),
+    );
+    Ok(())
+}

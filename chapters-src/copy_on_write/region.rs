@@ -1,0 +1,25 @@
+//! The private region the experiments fork with, and what smaps say about its dirty pages.
+
+use anyhow::{Context, Result};
+use nix::sys::mman::{madvise, MmapAdvise};
+use std::ptr::NonNull;
+use vmbook::procinfo::smaps_of;
+use vmbook::Mapping;
+
+/// A private mapping of `len` bytes on 4 KiB pages only (MADV_NOHUGEPAGE), so that every
+/// experiment counts base pages even where transparent huge pages are `always` on.
+pub fn base_page_region(len: usize) -> Result<Mapping> {
+    let region = Mapping::private(len)?;
+    let start = NonNull::new(region.as_ptr().cast()).context("mmap returned null")?;
+    // SAFETY: advice about a mapping we own; MADV_NOHUGEPAGE changes no contents.
+    unsafe { madvise(start, len, MmapAdvise::MADV_NOHUGEPAGE) }
+        .context("madvise(MADV_NOHUGEPAGE)")?;
+    Ok(region)
+}
+
+/// Shared_Dirty and Private_Dirty of the mapping holding `region`, from this process's smaps.
+pub fn dirty(region: &Mapping) -> Result<(u64, u64)> {
+    let smaps = smaps_of(region.addr())?;
+    let get = |key: &str| smaps.get(key).copied().unwrap_or(0);
+    Ok((get("Shared_Dirty"), get("Private_Dirty")))
+}
