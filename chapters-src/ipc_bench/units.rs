@@ -1,4 +1,4 @@
-//! How the appendix reads sizes and prints rates, times and percentiles.
+//! How the appendix reads sizes and prints rates and percentiles (times: `vmbook::measure::time`).
 
 /// Parses `4096`, `64K`, `8M`, `1G` (binary units; `KiB`, `MiB`, `GiB` work too).
 pub fn parse_size(text: &str) -> Result<usize, String> {
@@ -31,17 +31,6 @@ pub fn percentiles(samples: &mut [f64]) -> (f64, f64) {
     let at =
         |q: f64| samples[((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1];
     (at(0.5), at(0.99))
-}
-
-/// A time in the unit that suits it: `850 ns`, `6.1 µs`, `2.3 ms`.
-pub fn time(ns: f64) -> String {
-    if ns < 1e3 {
-        format!("{ns:.0} ns")
-    } else if ns < 1e6 {
-        format!("{:.1} µs", ns / 1e3)
-    } else {
-        format!("{:.1} ms", ns / 1e6)
-    }
 }
 
 #[cfg(test)]

@@ -3,17 +3,11 @@
 //! memcpy as the ceiling; round trips of a small message through each, and through futexes,
 //! semaphores and signals; both with the two processes on one core and on two.
 
-#[path = "ipc_bench/chart.rs"]
 mod chart;
-#[path = "ipc_bench/pair.rs"]
 mod pair;
-#[path = "ipc_bench/ping.rs"]
 mod ping;
-#[path = "ipc_bench/ring.rs"]
 mod ring;
-#[path = "ipc_bench/stream.rs"]
 mod stream;
-#[path = "ipc_bench/units.rs"]
 mod units;
 
 use anyhow::{ensure, Result};
@@ -23,7 +17,8 @@ use ping::Ping;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use stream::Transport;
-use units::{gbps, parse_size, percentiles, time};
+use units::{gbps, parse_size, percentiles};
+use vmbook::measure::time;
 use vmbook::{banner, bytes, finding, section};
 
 /// Appendix A of the book, "Measured IPC": how fast pipes, Unix sockets, POSIX message queues,
