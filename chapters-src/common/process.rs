@@ -20,6 +20,7 @@ pub fn thread_count() -> usize {
         .unwrap_or(0)
 }
 
+// ANCHOR: fork_and_spawn
 /// Forks; the child runs `child` and exits with the code it returns (101 if it panics).
 /// The parent gets the child's pid and must reap it with [`wait_child`].
 pub fn fork_child(child: impl FnOnce() -> i32) -> Result<Pid> {
@@ -70,6 +71,7 @@ pub fn spawn_tracked(command: &mut Command) -> Result<Child> {
     drop(blocked);
     Ok(child)
 }
+// ANCHOR_END: fork_and_spawn
 
 /// Waits for a child from [`spawn_tracked`], collecting its output, and forgets it.
 pub fn wait_spawned(child: Child) -> Result<Output> {

@@ -1,0 +1,139 @@
+//! Chapter 7, "Cleanup": what a program leaves behind when it ends, on every path: a leak valgrind
+//! cannot see, an orphan in /dev/shm after SIGKILL, which endings run Drop, signals handled safely,
+//! zombies, and what munmap, close and shm_unlink each free.
+
+mod child;
+mod endings;
+mod flag_handler;
+mod object;
+mod order;
+mod orphan;
+mod see_a_leak;
+mod signals;
+mod unlink_early;
+mod valgrind;
+mod zombie;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use vmbook::{banner, cleanup};
+
+/// Chapter 7 of the book, "Cleanup": leaks valgrind does not report, objects that outlive a
+/// SIGKILLed creator, which endings run Drop, signal handlers that only set a flag, zombies, and what
+/// munmap, close and shm_unlink each free.
+#[derive(Parser)]
+#[command(version, long_about = None)]
+struct Options {
+    #[command(subcommand)]
+    experiment: Option<Experiment>,
+    /// Stop at each experiment, print this process's pid and what to inspect, wait for Enter.
+    #[arg(long, global = true)]
+    pause: bool,
+}
+
+#[derive(Subcommand, Clone)]
+enum Experiment {
+    /// Seed 000 under valgrind: an mmap'd region and a malloc'd block, both leaked; what it reports.
+    Valgrind {
+        /// The size of each leak (the mapping and the heap block), in KiB.
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=65536))]
+        kib: u64,
+        /// The valgrind program to run (a path, or a name looked up in PATH).
+        #[arg(long, default_value = "valgrind")]
+        valgrind: String,
+    },
+    /// A child leaks mappings one by one; watch them from outside in /proc/PID (pmap-style).
+    WatchLeak {
+        /// How many mappings the child leaks.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+        leaks: u32,
+        /// The size of each leaked mapping, in MiB.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
+        mib: u64,
+    },
+    /// The creator of a shm object is SIGKILLed before shm_unlink: the object stays in /dev/shm.
+    Orphan {
+        /// The size of the object, in KiB.
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=65536))]
+        kib: u64,
+    },
+    /// Open the object in every process, unlink it at once: SIGKILL then leaves nothing behind.
+    UnlinkEarly {
+        /// The size of the object, in KiB.
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=65536))]
+        kib: u64,
+    },
+    /// Seven ways for a child to end, and whether its Drop ran and its object stayed in /dev/shm.
+    DropTable,
+    /// A SIGINT handler that only sets a flag and writes to a pipe; cleanup on the main path.
+    Signals,
+    /// A child that exited but was not waited for: a zombie in /proc, until waitpid reaps it.
+    Zombie {
+        /// The exit status the child returns (read back by waitpid).
+        #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(i32).range(0..=255))]
+        exit_code: i32,
+    },
+    /// munmap, close and shm_unlink in two orders: what each one frees.
+    Order {
+        /// The size of the object, in MiB.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        mib: u64,
+    },
+    /// (Run under valgrind by `valgrind`.) Seed 000: mmap, fork, _exit; then leak a heap block.
+    #[command(hide = true)]
+    LeakProbe {
+        /// The size of each leak, in bytes.
+        #[arg(long)]
+        bytes: usize,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let options = Options::parse();
+    vmbook::pause::enable(options.pause);
+    let code = vmbook::run(|| match options.experiment {
+        Some(Experiment::LeakProbe { bytes }) => valgrind::leak_probe(bytes),
+        Some(experiment) => {
+            banner();
+            run(experiment)
+        }
+        None => {
+            banner();
+            let all = [
+                Experiment::Valgrind {
+                    kib: 64,
+                    valgrind: "valgrind".into(),
+                },
+                Experiment::WatchLeak { leaks: 4, mib: 1 },
+                Experiment::Orphan { kib: 64 },
+                Experiment::UnlinkEarly { kib: 64 },
+                Experiment::DropTable,
+                Experiment::Signals,
+                Experiment::Zombie { exit_code: 7 },
+                Experiment::Order { mib: 8 },
+            ];
+            all.into_iter().try_for_each(run)
+        }
+    });
+    // After an error, kill and reap the children still tracked and unlink the names still tracked.
+    cleanup::cleanup_now();
+    code
+}
+
+fn run(experiment: Experiment) -> Result<()> {
+    match experiment {
+        Experiment::Valgrind { kib, valgrind } => {
+            valgrind::valgrind_misses_mmap_leaks(kib << 10, &valgrind)
+        }
+        Experiment::WatchLeak { leaks, mib } => {
+            see_a_leak::see_a_leak_from_outside(leaks, mib << 20)
+        }
+        Experiment::Orphan { kib } => orphan::orphan_outlives_its_creator(kib << 10),
+        Experiment::UnlinkEarly { kib } => unlink_early::unlink_early_leaves_nothing(kib << 10),
+        Experiment::DropTable => endings::which_endings_run_drop(),
+        Experiment::Signals => signals::flag_handler_cleans_on_main_path(),
+        Experiment::Zombie { exit_code } => zombie::zombie_until_reaped(exit_code),
+        Experiment::Order { mib } => order::what_each_call_frees(mib << 20),
+        Experiment::LeakProbe { bytes } => valgrind::leak_probe(bytes),
+    }
+}
