@@ -51,14 +51,16 @@ impl ShmObject {
     /// shm_open(O_CREAT | O_EXCL, 0600) → ftruncate(len) → mmap(MAP_SHARED), under a fresh name.
     pub fn create(len: usize) -> Result<Self> {
         let name = unique_name();
+        // Record the name before it exists, so that no signal can arrive between creating and
+        // recording it. (Unlinking a name not yet created is harmless: it fails with ENOENT.)
+        let cleanup_slot = cleanup::track_path(&format!("/dev/shm{name}"));
         let fd = shm_open(
             name.as_str(),
             OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR,
             Mode::S_IRUSR | Mode::S_IWUSR,
         )
-        .with_context(|| format!("shm_open({name}, O_CREAT|O_EXCL|O_RDWR, 0600)"))?;
-        // From here on the name exists: remember it before anything else can fail or be interrupted.
-        let cleanup_slot = cleanup::track_path(&format!("/dev/shm{name}"));
+        .with_context(|| format!("shm_open({name}, O_CREAT|O_EXCL|O_RDWR, 0600)"))
+        .inspect_err(|_| cleanup::untrack_path(cleanup_slot))?;
         let unlink_on_error = |e: anyhow::Error| {
             let _ = shm_unlink(name.as_str());
             cleanup::untrack_path(cleanup_slot);
