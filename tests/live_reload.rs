@@ -167,13 +167,16 @@ fn sync_file(from: &Path, to: &Path) {
     }
 }
 
-/// The first chapter program that prints a plain `section("...")` title: the chapter, its source
-/// in the copy, and the title.
+/// The first chapter program (its main file, from Cargo.toml) that prints a plain
+/// `section("...")` title: the chapter, its source in the copy, and the title.
 fn what_to_edit(copy: &Path) -> (reader::Chapter, PathBuf, String) {
     let title = regex::Regex::new(r#"section\("([A-Za-z0-9 ,:()/._-]{8,})"\)"#).unwrap();
+    let manifest = std::fs::read_to_string(copy.join("Cargo.toml")).unwrap();
     for chapter in reader::program_chapters() {
         let bin = &chapter.binaries()[0];
-        let source = copy.join(format!("chapters-src/{}.rs", bin.replace('-', "_")));
+        let Some(source) = bin_path(&manifest, bin).map(|p| copy.join(p)) else {
+            continue;
+        };
         let Ok(text) = std::fs::read_to_string(&source) else {
             continue;
         };
@@ -182,6 +185,32 @@ fn what_to_edit(copy: &Path) -> (reader::Chapter, PathBuf, String) {
         }
     }
     panic!("no chapter program prints a plain section(\"...\") title to edit");
+}
+
+/// The `path` of the `[[bin]]` named `bin` in Cargo.toml.
+fn bin_path(manifest: &str, bin: &str) -> Option<String> {
+    let value = |line: &str, key: &str| {
+        let (k, v) = line.split_once('=')?;
+        (k.trim() == key).then(|| v.trim().trim_matches('"').to_string())
+    };
+    let mut in_bin = false;
+    let mut name = None;
+    for line in manifest.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_bin = line == "[[bin]]";
+            name = None;
+        } else if in_bin {
+            if let Some(n) = value(line, "name") {
+                name = Some(n);
+            } else if let Some(path) = value(line, "path") {
+                if name.as_deref() == Some(bin) {
+                    return Some(path);
+                }
+            }
+        }
+    }
+    None
 }
 
 /// cargo, in the copy, with the copy's own target directory.
@@ -284,4 +313,18 @@ fn get(port: u16, page: &str) -> Option<String> {
     head.starts_with("HTTP/1.1 200")
         .then(|| body.to_string())
         .or_else(|| head.starts_with("HTTP/1.0 200").then(|| body.to_string()))
+}
+
+#[test]
+fn chapter_sources_are_found_in_the_manifest() {
+    let manifest = "[package]\nname = \"vmbook\"\npath = \"x\"\n\n[[bin]]\nname = \"pages\"\npath = \"chapters-src/pages.rs\"\n\n[[bin]]\nname = \"cleanup\"\npath = \"chapters-src/cleanup/main.rs\"\n";
+    assert_eq!(
+        bin_path(manifest, "cleanup").as_deref(),
+        Some("chapters-src/cleanup/main.rs")
+    );
+    assert_eq!(
+        bin_path(manifest, "pages").as_deref(),
+        Some("chapters-src/pages.rs")
+    );
+    assert_eq!(bin_path(manifest, "vmbook"), None);
 }
