@@ -1,0 +1,71 @@
+//! Chapter 4, "Anonymous shared mappings": MAP_SHARED and MAP_PRIVATE side by side across fork
+//! (seed 004, without its bugs), the frames behind them after both sides wrote, and the race hidden
+//! in seed 002.
+
+mod child_can_read_first;
+mod same_frame_after_writes;
+mod shared_vs_private;
+
+use child_can_read_first::child_can_read_first;
+use clap::{Parser, Subcommand};
+use same_frame_after_writes::same_frame_after_writes;
+use shared_vs_private::shared_vs_private;
+use vmbook::banner;
+
+/// Chapter 4 of the book, "Anonymous shared mappings": what a child's writes do to MAP_SHARED and
+/// MAP_PRIVATE memory, the physical frames behind both, and the race in seed 002.
+#[derive(Parser)]
+#[command(version, long_about = None)]
+struct Options {
+    #[command(subcommand)]
+    experiment: Experiment,
+    /// Stop at each experiment, print this process's pid and what to inspect, wait for Enter.
+    #[arg(long, global = true)]
+    pause: bool,
+}
+
+#[derive(Subcommand)]
+enum Experiment {
+    /// Seed 004: map a region shared, then private; a child writes a string; the parent reads.
+    Compare {
+        /// Size of each region in pages.
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
+        pages: u64,
+        /// The string the child writes.
+        #[arg(long, default_value = "written by the child", conflicts_with = "stdin")]
+        text: String,
+        /// Read the string from one line of stdin instead (at most one page is kept).
+        #[arg(long)]
+        stdin: bool,
+    },
+    /// Both sides write every page; compare their physical frames (pagemap) and smaps counters.
+    Frames {
+        /// Size of each region in pages.
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+        pages: u64,
+    },
+    /// Seed 002 run many times: how often does the child read before the parent wrote?
+    Race {
+        /// Forks per batch.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        runs: u32,
+        /// In the second batch the parent sleeps this long after fork before writing.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        widen_us: u64,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let options = Options::parse();
+    vmbook::pause::enable(options.pause);
+    vmbook::run(|| {
+        banner();
+        match options.experiment {
+            Experiment::Compare { pages, text, stdin } => {
+                shared_vs_private(pages as usize, text, stdin)
+            }
+            Experiment::Frames { pages } => same_frame_after_writes(pages as usize),
+            Experiment::Race { runs, widen_us } => child_can_read_first(runs, widen_us),
+        }
+    })
+}
