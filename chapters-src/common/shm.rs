@@ -23,6 +23,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// `run`), so that tests can tell the objects of their own runs from everything else in /dev/shm.
 pub fn unique_name() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{}{n}", name_prefix(std::process::id()))
+}
+
+/// How every name that [`unique_name`] gives in process `pid` begins: `/vmbook-TAG-PID-`. With it,
+/// a parent can find what a child killed by a signal left in /dev/shm (as `vmbook-TAG-PID-…`, or
+/// `sem.vmbook-TAG-PID-…` for a named semaphore).
+pub fn name_prefix(pid: u32) -> String {
     let tag: String = std::env::var("VMBOOK_RUN_TAG")
         .unwrap_or_default()
         .chars()
@@ -30,8 +38,7 @@ pub fn unique_name() -> String {
         .take(32)
         .collect();
     let tag = if tag.is_empty() { "run".into() } else { tag };
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("/vmbook-{tag}-{}-{n}", std::process::id())
+    format!("/vmbook-{tag}-{pid}-")
 }
 
 // ANCHOR: guard

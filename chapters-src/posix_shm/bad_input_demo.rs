@@ -1,0 +1,121 @@
+//! The pipeline run on a file with bad lines: its stdout, stderr and exit status, checked against
+//! what the library's parser says about each line.
+
+use anyhow::{bail, Context, Result};
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use vmbook::{finding, numbers, section};
+
+/// Removes what a pipeline killed by a signal could not: its objects, whose names end in its pid.
+fn sweep_after(pid: u32) {
+    // The pipeline's names are /vmbook-TAG-PID-N, files vmbook-TAG-PID-N in /dev/shm.
+    let prefix = &vmbook::shm::name_prefix(pid)[1..];
+    for entry in std::fs::read_dir("/dev/shm")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(prefix) || name.starts_with(&format!("sem.{prefix}")) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+// ANCHOR: bad_input_demo
+pub fn bad_input_demo(input: &Path) -> Result<()> {
+    section("The pipeline on a file with bad lines");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text =
+        std::fs::read(root.join(input)).with_context(|| format!("read {}", input.display()))?;
+    let max = "80";
+    let args = [
+        "pipeline",
+        "--input",
+        &input.to_string_lossy(),
+        "--max-line",
+        max,
+    ];
+    println!(
+        "running: posix-shm {} (from the project root)",
+        args.join(" ")
+    );
+    let exe = std::env::current_exe().context("find this program's path")?;
+    // Not tracked for the SIGINT handler: killing it with SIGKILL would leave its object behind.
+    // It ends by itself within milliseconds, and on our death it gets SIGTERM (pdeathsig).
+    let pipeline = Command::new(exe)
+        .args(args)
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("run the pipeline")?;
+    let pid = pipeline.id();
+    let run = pipeline
+        .wait_with_output()
+        .context("wait for the pipeline")?;
+    if run.status.signal().is_some() {
+        sweep_after(pid);
+        bail!("the pipeline was killed ({})", run.status);
+    }
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr),
+    );
+    println!("--- its stdout:\n{}", stdout.trim_end());
+    println!("--- its stderr:\n{}", stderr.trim_end());
+    println!(
+        "--- its exit status: {}",
+        run.status
+            .code()
+            .map_or(run.status.to_string(), |c| c.to_string())
+    );
+    // ANCHOR_END: bad_input_demo
+    // What the file should give, line by line, from the same parser.
+    let (mut good, mut bad) = (Vec::new(), Vec::new());
+    let mut lines: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
+    if lines.last().is_some_and(|l| l.is_empty()) {
+        lines.pop(); // what follows the last newline is not a line
+    }
+    for (i, line) in lines.into_iter().enumerate() {
+        match numbers::sum_line(line, 80) {
+            Ok(sum) => good.push((i + 1, sum.sum)),
+            Err(_) => bad.push(i + 1),
+        }
+    }
+    let summed = good
+        .iter()
+        .filter(|(n, sum)| stdout.contains(&format!("line {n}: {sum} (")))
+        .count();
+    let reported = bad
+        .iter()
+        .filter(|n| stderr.contains(&format!(": line {n}: ")))
+        .count();
+    let list = |v: &[usize]| {
+        v.iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    finding(
+        "every good line was summed",
+        !good.is_empty() && summed == good.len(),
+        format!(
+            "lines {}",
+            list(&good.iter().map(|g| g.0).collect::<Vec<_>>())
+        ),
+    );
+    finding(
+        "each bad line was reported on stderr with its line number",
+        !bad.is_empty() && reported == bad.len(),
+        format!("lines {}", list(&bad)),
+    );
+    finding(
+        "the exit status is 2: some lines were bad",
+        run.status.code() == Some(2),
+        format!("{}", run.status),
+    );
+    Ok(())
+}

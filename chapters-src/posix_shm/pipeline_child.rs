@@ -1,0 +1,79 @@
+//! Seed 001's pipeline, child side: take each line from the slot, sum it, write the output file.
+
+use crate::timing::{cpu_time, fmt_time};
+use anyhow::{bail, Context, Result};
+use nix::sys::resource::UsageWho;
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use vmbook::numbers::{self, LineSlot, DONE, EMPTY, READY};
+use vmbook::ShmObject;
+
+fn plural(n: usize) -> String {
+    if n == 1 {
+        "1 number".into()
+    } else {
+        format!("{n} numbers")
+    }
+}
+
+// ANCHOR: pipeline_child
+pub fn pipeline_child(
+    name: &str,
+    output: &Path,
+    max_line: usize,
+    poll_us: u64,
+) -> Result<ExitCode> {
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    let parent = nix::unistd::getppid();
+    // By name: exec left nothing of the parent's mappings.
+    let object = ShmObject::open(name)?;
+    // SAFETY: as in the parent: one page, mapped while `object` lives, used only atomically.
+    let slot = unsafe { LineSlot::at(object.as_ptr(), object.len()) }?;
+    let file = std::fs::OpenOptions::new().write(true).open(output);
+    let mut file =
+        std::io::BufWriter::new(file.with_context(|| format!("open {}", output.display()))?);
+    let (mut text, mut bad, mut polls, mut lines) = (Vec::new(), 0, 0u64, 0);
+    let cpu_start = cpu_time(UsageWho::RUSAGE_SELF)?;
+    loop {
+        match slot.state.load(Ordering::Acquire) {
+            READY => {
+                let (line_no, full_len) = slot.take(&mut text);
+                slot.state.store(EMPTY, Ordering::Release); // 0: the parent may write the next
+                lines += 1;
+                match numbers::sum_slot_line(&text, full_len, max_line) {
+                    Ok(sum) => {
+                        writeln!(
+                            file,
+                            "line {line_no}: {} (the sum of {})",
+                            sum.sum,
+                            plural(sum.count)
+                        )
+                    }
+                    Err(error) => {
+                        bad += 1;
+                        eprintln!(
+                            "{}: line {line_no}: {error}",
+                            vmbook::output::program_name()
+                        );
+                        writeln!(file, "line {line_no}: not summed: {error}")
+                    }
+                }
+                .context("write the output file")?;
+            }
+            DONE => break,
+            _ if nix::unistd::getppid() != parent => bail!("the parent is gone"),
+            _ => {
+                polls += 1;
+                std::thread::sleep(Duration::from_micros(poll_us));
+            }
+        }
+    }
+    file.flush().context("write the output file")?;
+    // ANCHOR_END: pipeline_child
+    let cpu = cpu_time(UsageWho::RUSAGE_SELF)? - cpu_start;
+    println!("child:  took {lines} lines ({bad} bad), looked at the flag ~{polls} times in vain, CPU time {}", fmt_time(cpu));
+    Ok(ExitCode::from(if bad > 0 { 2 } else { 0 }))
+}
