@@ -1,6 +1,7 @@
 //! Builds the whole book in-process, with the pinned mdbook and mdbook-cmdrun as libraries, and
-//! fails on what mdbook-cmdrun only prints into the page: a `cmdrun error`, an output block that came
-//! out empty, and an internal link or anchor that points nowhere.
+//! fails on what mdbook-cmdrun and mdbook only print or log: a `cmdrun error`, an output block that
+//! came out empty, an `{{#include}}` whose file or anchor is missing, and an internal link or anchor
+//! that points nowhere.
 
 mod support;
 
@@ -47,6 +48,10 @@ fn the_book_builds_with_every_output_in_place() {
         }
         if html.contains("cmdrun error") {
             problems.push(format!("{page}: contains a `cmdrun error`"));
+        }
+        // mdbook only logs a missing {{#include}} file or anchor, and leaves the link in the page.
+        if html.contains("{{#include") || html.contains("{{#rustdoc_include") {
+            problems.push(format!("{page}: an {{{{#include}}}} that did not resolve"));
         }
         if empty_block.is_match(html) {
             problems.push(format!("{page}: has an empty output block"));
