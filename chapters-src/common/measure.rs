@@ -5,7 +5,7 @@
 
 use crate::procinfo::{page_faults, page_size};
 use crate::Mapping;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::time::{Duration, Instant};
 
 // ANCHOR: touch_each_page
@@ -29,6 +29,17 @@ pub fn measure(work: impl FnOnce()) -> Result<(i64, Duration)> {
     Ok((page_faults()?.0 - before, time))
 }
 // ANCHOR_END: measure
+
+/// The CPU time (user + system) this process has used so far, from `getrusage(RUSAGE_SELF)`:
+/// what polling costs, next to the wall time it waits. Microsecond resolution.
+pub fn cpu_time() -> Result<Duration> {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let usage = getrusage(UsageWho::RUSAGE_SELF).context("getrusage")?;
+    let micros = |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000 + t.tv_usec() as u64;
+    Ok(Duration::from_micros(
+        micros(usage.user_time()) + micros(usage.system_time()),
+    ))
+}
 
 /// Below this many pages, a pass takes a few microseconds: too short to compare times reliably.
 pub const TIMED_PAGES: usize = 64;

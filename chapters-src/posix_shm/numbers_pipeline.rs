@@ -2,9 +2,8 @@
 //! memory to an exec'd child, with seed 001's 0/1/2 flag and usleep polling.
 
 use crate::children::spawn_self;
-use crate::timing::{cpu_time, fmt_time};
+use crate::timing::fmt_time;
 use anyhow::{bail, ensure, Context, Result};
-use nix::sys::resource::UsageWho;
 use std::io::{BufRead, BufReader};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
@@ -12,6 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, ExitCode};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use vmbook::measure::cpu_time;
 use vmbook::numbers::{self, LineSlot, DONE, READY, SLOT_CAPACITY};
 use vmbook::{cleanup, finding, section, ShmObject};
 
@@ -122,7 +122,7 @@ pub fn numbers_pipeline(
         &["ls -l /dev/shm", "ps -o pid,stat,cmd --ppid PID"],
     );
     let poll = Duration::from_micros(poll_us);
-    let (start, cpu_start) = (Instant::now(), cpu_time(UsageWho::RUSAGE_SELF)?);
+    let (start, cpu_start) = (Instant::now(), cpu_time()?);
     let (mut text, mut sent, mut handoffs) = (Vec::new(), 0u64, Vec::new());
     while let Some(full_len) = numbers::read_line_bounded(&mut lines, SLOT_CAPACITY, &mut text)
         .with_context(|| format!("read line {} of the input", sent + 1))?
@@ -139,10 +139,7 @@ pub fn numbers_pipeline(
     slot.state.store(DONE, Ordering::Release); // 2: no more lines
     let status = child.wait()?;
     // ANCHOR_END: numbers_pipeline
-    let (wall, cpu) = (
-        start.elapsed(),
-        cpu_time(UsageWho::RUSAGE_SELF)? - cpu_start,
-    );
+    let (wall, cpu) = (start.elapsed(), cpu_time()? - cpu_start);
     let code = status
         .code()
         .with_context(|| format!("the child ended by {status}"))?;

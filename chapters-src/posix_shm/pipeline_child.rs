@@ -1,13 +1,13 @@
 //! Seed 001's pipeline, child side: take each line from the slot, sum it, write the output file.
 
-use crate::timing::{cpu_time, fmt_time};
+use crate::timing::fmt_time;
 use anyhow::{bail, Context, Result};
-use nix::sys::resource::UsageWho;
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+use vmbook::measure::cpu_time;
 use vmbook::numbers::{self, LineSlot, DONE, EMPTY, READY};
 use vmbook::ShmObject;
 
@@ -36,7 +36,7 @@ pub fn pipeline_child(
     let mut file =
         std::io::BufWriter::new(file.with_context(|| format!("open {}", output.display()))?);
     let (mut text, mut bad, mut polls, mut lines) = (Vec::new(), 0, 0u64, 0);
-    let cpu_start = cpu_time(UsageWho::RUSAGE_SELF)?;
+    let cpu_start = cpu_time()?;
     loop {
         match slot.state.load(Ordering::Acquire) {
             READY => {
@@ -73,7 +73,7 @@ pub fn pipeline_child(
     }
     file.flush().context("write the output file")?;
     // ANCHOR_END: pipeline_child
-    let cpu = cpu_time(UsageWho::RUSAGE_SELF)? - cpu_start;
+    let cpu = cpu_time()? - cpu_start;
     println!("child:  took {lines} lines ({bad} bad), looked at the flag ~{polls} times in vain, CPU time {}", fmt_time(cpu));
     Ok(ExitCode::from(if bad > 0 { 2 } else { 0 }))
 }

@@ -1,8 +1,6 @@
-//! How the pipeline's parent and child time themselves: CPU time from getrusage, and times printed
-//! with a unit (redacted in snapshots).
+//! How the pipeline's parent and child print the times they measured (CPU time comes from
+//! `vmbook::measure::cpu_time`).
 
-use anyhow::{Context, Result};
-use nix::sys::resource::{getrusage, UsageWho};
 use std::time::Duration;
 
 /// Time as the book prints it: with a unit, redacted in snapshots.
@@ -15,12 +13,4 @@ pub fn fmt_time(d: Duration) -> String {
     } else {
         format!("{:.0} µs", ns / 1e3)
     }
-}
-
-pub fn cpu_time(who: UsageWho) -> Result<Duration> {
-    let usage = getrusage(who).context("getrusage")?;
-    let micros = |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000 + t.tv_usec() as u64;
-    Ok(Duration::from_micros(
-        micros(usage.user_time()) + micros(usage.system_time()),
-    ))
 }
