@@ -83,9 +83,9 @@ pub fn valgrind_misses_mmap_leaks(size: u64, valgrind: &str) -> Result<()> {
             );
             return Ok(());
         }
-        Err(e) => return Err(e).with_context(|| format!("run {valgrind}")),
+        Err(e) => return Err(e),
     };
-    let out = wait_spawned(child).context("wait for valgrind")?;
+    let out = wait_spawned(child)?;
     // ANCHOR_END: valgrind
     let took = started.elapsed();
     let log = String::from_utf8_lossy(&out.stderr);
