@@ -1,6 +1,5 @@
 //! Clocks that every process reads alike, and how the experiments print what they measured.
 
-use nix::sys::resource::{getrusage, UsageWho};
 use nix::time::{clock_gettime, ClockId};
 use std::time::Duration;
 
@@ -11,12 +10,10 @@ pub fn now_ns() -> u64 {
     t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
 }
 
-/// CPU time (user + system) this process has used so far, from getrusage(RUSAGE_SELF).
+/// CPU time (user + system) this process has used so far, in nanoseconds (the library's cpu_time).
 pub fn cpu_ns() -> u64 {
-    let usage = getrusage(UsageWho::RUSAGE_SELF).expect("getrusage(RUSAGE_SELF) cannot fail");
-    let ns =
-        |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000_000 + t.tv_usec() as u64 * 1000;
-    ns(usage.user_time()) + ns(usage.system_time())
+    let cpu = vmbook::measure::cpu_time().expect("getrusage(RUSAGE_SELF) cannot fail");
+    cpu.as_nanos() as u64
 }
 
 /// A time in the unit that suits it: `850 ns`, `12.3 µs`, `4.56 ms`.
