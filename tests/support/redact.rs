@@ -15,6 +15,9 @@
 //! | `97.3%`                    | percentages                                 | `[PCT]%`       |
 //! | `1025 faults`              | page-fault counts                           | `[N] faults`   |
 //! | `~123`                     | any other count that varies: `~` + number   | `~[N]`         |
+//!
+//! Then runs of spaces become one space: a table pads its columns to the width of values that
+//! vary, so the padding varies with them.
 
 use regex::Regex;
 
@@ -41,5 +44,5 @@ pub fn redact(text: &str) -> String {
             .replace_all(&out, *replacement)
             .into_owned();
     }
-    out
+    Regex::new(" {2,}").unwrap().replace_all(&out, " ").into_owned()
 }
