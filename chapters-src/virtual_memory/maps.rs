@@ -111,9 +111,12 @@ pub fn where_things_live() -> Result<()> {
     let starts: Vec<Option<u64>> = order.iter().map(|k| lowest(k)).collect();
     let ascending = starts.iter().all(Option::is_some) && starts.windows(2).all(|w| w[0] < w[1]);
     finding(
-        "from low to high addresses: program, heap, libraries and mappings, stack",
+        "from low to high addresses: program code, heap, shared libraries, stack",
         ascending,
-        format!("lowest starts {}", fmt_addrs(&starts)),
+        format!(
+            "first addresses of program code, heap, libraries, stack: {}",
+            fmt_addrs(&starts)
+        ),
     );
     Ok(())
 }
