@@ -44,5 +44,8 @@ pub fn redact(text: &str) -> String {
             .replace_all(&out, *replacement)
             .into_owned();
     }
-    Regex::new(" {2,}").unwrap().replace_all(&out, " ").into_owned()
+    Regex::new(" {2,}")
+        .unwrap()
+        .replace_all(&out, " ")
+        .into_owned()
 }
