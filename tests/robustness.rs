@@ -570,11 +570,11 @@ fn bad_values(opt: &ValueOption, thorough: bool) -> (Vec<String>, Vec<String>) {
             // and it must not do so inside the book (runs start in book/).
             s(&[
                 "",
-                "/nonexistent/dir/file",
+                "/tmp/vmbook-bad-input/dir/file",
                 "/tmp/vmbook-bad-input/\u{1}garbage\u{7f}",
             ])
         } else {
-            s(&["/nonexistent/dir/file"])
+            s(&["/tmp/vmbook-bad-input/dir/file"])
         };
         (vec![], maybe)
     }

@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 use vmbook::process::fork_child;
 
-/// The library's fork_child (which records the child for cleanup with Ctrl-C held back), and a
-/// child that dies with its parent (PR_SET_PDEATHSIG) even if the parent is killed with SIGKILL.
+/// Every fork in this program goes through here: the library's fork_child (which holds Ctrl-C back
+/// until the child is registered for cleanup), and PR_SET_PDEATHSIG set in the child, so that no
+/// child outlives its parent, even a parent killed with SIGKILL.
 pub fn fork_guarded(child: impl FnOnce() -> i32) -> Result<Pid> {
     let parent = nix::unistd::getpid();
     fork_child(|| {

@@ -3,7 +3,7 @@
 use crate::children::fork_guarded;
 use crate::pthread::init_mutex;
 use crate::shared::Shared;
-use crate::timing::{now_ns, ratio, time};
+use crate::timing::{now_ns, percent, ratio, time};
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
@@ -130,12 +130,8 @@ pub fn lost_updates(n: u64) -> Result<()> {
         results.push((got, made, ns));
         // Values that vary are never padded: the redacted output must not depend on their width.
         println!(
-            "{label:<32} {} of ~{made} increments counted, {} per increment ({} the plain one)",
-            if got == made {
-                "all".to_string()
-            } else {
-                format!("~{got}")
-            },
+            "{label:<32} {} of the increments counted, {} per increment ({} the plain one)",
+            percent(got.min(made), made),
             time(ns),
             ratio(ns, results[0].2)
         );
@@ -149,9 +145,8 @@ pub fn lost_updates(n: u64) -> Result<()> {
         "plain increments from two processes lose updates",
         plain.0 < plain.1,
         format!(
-            "~{} of ~{} increments lost",
-            plain.1 - plain.0.min(plain.1),
-            plain.1
+            "{} of the increments lost",
+            percent(plain.1 - plain.0.min(plain.1), plain.1)
         ),
     );
     finding(

@@ -16,6 +16,14 @@ struct FlagPage {
     flag: AtomicU32,
     waiting: AtomicU32,
     data: AtomicU64,
+    data_seen: AtomicU64, // what the child read from `data` after it saw the flag
+}
+
+/// What one waiting child did: left its loop by itself (and read what from `data`), or was killed
+/// while the flag read 1 in the shared page.
+enum Outcome {
+    SawFlag { data: u64 },
+    Killed { flag_in_memory: u32 },
 }
 
 // ANCHOR: wait_plain
@@ -50,9 +58,8 @@ enum Load {
     Acquire,
 }
 
-/// Forks a child that waits for the flag with `load`, then checks the data published with it.
-/// Returns whether the child saw the flag (and the right data) before the timeout.
-fn one_flag_run(load: Load, timeout: Duration) -> Result<(bool, bool)> {
+/// Forks a child that waits for the flag with `load`, then reads the data published with it.
+fn one_flag_run(load: Load, timeout: Duration) -> Result<Outcome> {
     let page = Shared::<FlagPage>::new()?;
     let child = fork_guarded(|| {
         page.waiting.store(1, Ordering::Release);
@@ -61,8 +68,9 @@ fn one_flag_run(load: Load, timeout: Duration) -> Result<(bool, bool)> {
             Load::Volatile => wait_volatile(page.flag.as_ptr()),
             Load::Acquire => wait_acquire(&page.flag),
         }
-        // Exit code 0: the data written before the flag was there when the flag was seen.
-        i32::from(page.data.load(Ordering::Acquire) != 42)
+        let data = page.data.load(Ordering::Relaxed);
+        page.data_seen.store(data, Ordering::Release);
+        0
     })?;
     // ANCHOR: publish
     until_set(&page.waiting, child)?;
@@ -80,47 +88,69 @@ fn one_flag_run(load: Load, timeout: Duration) -> Result<(bool, bool)> {
         );
     }
     Ok(match wait_or_kill(child, timeout)? {
-        Some(WaitStatus::Exited(_, code)) => (true, code == 0),
-        Some(WaitStatus::Signaled(_, sig, _)) => bail!("the waiting child was killed by {sig}"),
+        Some(WaitStatus::Exited(_, 0)) => Outcome::SawFlag {
+            data: page.data_seen.load(Ordering::Acquire),
+        },
         Some(other) => bail!("the waiting child ended unexpectedly: {other:?}"),
-        None => (false, false),
+        None => Outcome::Killed {
+            flag_in_memory: page.flag.load(Ordering::Acquire),
+        },
     })
+}
+
+/// How a waiter's outcome reads in a finding's evidence.
+fn evidence(who: &str, outcome: &Outcome, timeout_ms: u64) -> String {
+    match outcome {
+        Outcome::SawFlag { data } => {
+            format!("the {who} waiter left its loop and read data = {data}")
+        }
+        Outcome::Killed { flag_in_memory } => format!(
+            "the flag read {flag_in_memory} in shared memory, and the {who} waiter was still \
+             spinning {timeout_ms} ms later"
+        ),
+    }
 }
 
 pub fn plain_flag_is_not_enough(timeout_ms: u64) -> Result<()> {
     section("A child spins until its parent sets a flag in shared memory");
     let timeout = Duration::from_millis(timeout_ms);
-    println!("the parent sets the flag 5 ms after the child starts waiting, and kills the child");
-    println!("if it is still spinning {timeout_ms} ms later");
+    println!(
+        "the parent stores data = 42, then sets the flag, 5 ms after the child starts waiting,"
+    );
+    println!("and kills the child if it is still spinning {timeout_ms} ms later");
     let mut seen = Vec::new();
     for (load, label) in [
         (Load::Plain, "plain load (seed 001's int flag)"),
         (Load::Volatile, "volatile load (seed 001's advice)"),
         (Load::Acquire, "atomic Acquire load"),
     ] {
-        let (saw, data_ok) = one_flag_run(load, timeout)?;
-        let outcome = match (saw, data_ok) {
-            (false, _) => format!("still spinning after {timeout_ms} ms: killed"),
-            (true, true) => "saw the flag, and the data written before it".to_string(),
-            (true, false) => "saw the flag, but NOT the data written before it".to_string(),
+        let outcome = one_flag_run(load, timeout)?;
+        let shown = match &outcome {
+            Outcome::Killed { flag_in_memory } => format!(
+                "still spinning after {timeout_ms} ms (flag in memory: {flag_in_memory}): killed"
+            ),
+            Outcome::SawFlag { data: 42 } => "saw the flag, and the data written before it".into(),
+            Outcome::SawFlag { data } => {
+                format!("saw the flag, but NOT the data written before it (read {data})")
+            }
         };
-        println!("{label:<36} {outcome}");
-        seen.push((saw, data_ok));
+        println!("{label:<36} {shown}");
+        seen.push(outcome);
     }
     finding(
         "with a plain load the optimizer hoists the flag out of the loop: the waiter never sees it change",
-        !seen[0].0,
-        format!("plain-load waiter still spinning after {timeout_ms} ms"),
+        matches!(seen[0], Outcome::Killed { flag_in_memory: 1 }),
+        evidence("plain-load", &seen[0], timeout_ms),
     );
     finding(
         "a volatile load sees the flag change",
-        seen[1].0,
-        "the volatile-load waiter exited",
+        matches!(seen[1], Outcome::SawFlag { .. }),
+        evidence("volatile-load", &seen[1], timeout_ms),
     );
     finding(
         "an Acquire load sees the flag and the data the Release store published",
-        seen[2] == (true, true),
-        "the Acquire waiter exited and read 42",
+        matches!(seen[2], Outcome::SawFlag { data: 42 }),
+        evidence("Acquire", &seen[2], timeout_ms),
     );
     Ok(())
 }

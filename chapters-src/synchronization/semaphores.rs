@@ -2,7 +2,7 @@
 
 use crate::children::fork_guarded;
 use crate::shared::Shared;
-use crate::timing::deadline;
+use crate::timing::{deadline, percent};
 use anyhow::{ensure, Context, Result};
 use nix::errno::Errno;
 use std::cell::UnsafeCell;
@@ -182,8 +182,10 @@ pub fn semaphores_fix_the_seeds(runs: u32, natural: bool) -> Result<()> {
             c[code as usize] += 1;
         }
         println!(
-            "child waits on {label:<37} whole greeting ~{}, empty ~{}, partial ~{}",
-            c[0], c[1], c[2]
+            "child waits on {label:<37} whole greeting {}, empty {}, partial {}",
+            percent(c[0].into(), runs.into()),
+            percent(c[1].into(), runs.into()),
+            percent(c[2].into(), runs.into())
         );
         counts.push(c);
     }
@@ -194,8 +196,8 @@ pub fn semaphores_fix_the_seeds(runs: u32, natural: bool) -> Result<()> {
         "without synchronization, some children read the buffer before the parent wrote it",
         counts[0][0] < runs,
         format!(
-            "~{} of {runs} read no greeting or part of it",
-            runs - counts[0][0]
+            "{} of the {runs} children read no greeting or only part of it",
+            percent((runs - counts[0][0]).into(), runs.into())
         ),
     );
     finding(

@@ -33,6 +33,26 @@ pub fn ratio(a: f64, b: f64) -> String {
     format!("{:.1}×", a / b.max(1.0))
 }
 
+/// `part` as a percentage of `whole`, with as many decimals as it takes never to print a part that
+/// is neither none nor all of it as `0%` or `100%`.
+pub fn percent(part: u64, whole: u64) -> String {
+    if part == 0 || whole == 0 {
+        return "0%".into();
+    }
+    if part >= whole {
+        return "100%".into();
+    }
+    let p = 100.0 * part as f64 / whole as f64;
+    for decimals in 1..9 {
+        let shown = format!("{p:.decimals$}");
+        let value: f64 = shown.parse().unwrap_or(p);
+        if value > 0.0 && value < 100.0 {
+            return format!("{shown}%");
+        }
+    }
+    format!("{p}%")
+}
+
 pub fn median(mut v: Vec<u64>) -> u64 {
     v.sort_unstable();
     v[v.len() / 2]
