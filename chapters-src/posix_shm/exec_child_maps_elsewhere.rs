@@ -33,7 +33,7 @@ struct Meeting {
     reply: [AtomicU8; 64],
     child_addr: AtomicU64,
     child_frame: AtomicU64,
-    /// 1 if the child found the object among its mappings before opening it.
+    /// How many lines of the child's /proc/self/maps named the object before it opened it.
     mapped_before_open: AtomicU64,
 }
 
@@ -62,10 +62,15 @@ pub fn exec_child_maps_elsewhere() -> Result<()> {
     let reply = get_str(&talk.reply);
     println!("parent: the child's reply reads {reply:?}");
     // ANCHOR_END: exec_child_maps_elsewhere
+    let before = talk.mapped_before_open.load(Ordering::Relaxed);
     finding(
         "after exec the child has no mapping of the object until it opens it by name",
-        talk.mapped_before_open.load(Ordering::Relaxed) == 0,
-        "none in its /proc/self/maps before shm_open",
+        before == 0,
+        match before {
+            0 => "no line of its /proc/self/maps named it before shm_open".to_string(),
+            1 => "one line of its /proc/self/maps named it before shm_open".to_string(),
+            n => format!("{n} lines of its /proc/self/maps named it before shm_open"),
+        },
     );
     finding(
         "the exec'd child maps the object at a different virtual address",
@@ -122,7 +127,7 @@ pub fn exec_child(name: &str) -> Result<ExitCode> {
     let frame = page_entry(object.addr())?.pfn.unwrap_or(0);
     talk.child_frame.store(frame, Ordering::Relaxed);
     talk.mapped_before_open
-        .store(u64::from(before > 0), Ordering::Relaxed);
+        .store(before as u64, Ordering::Relaxed);
     talk.child_addr
         .store(object.addr() as u64, Ordering::Relaxed);
     Ok(ExitCode::SUCCESS)

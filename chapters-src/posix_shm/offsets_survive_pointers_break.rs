@@ -4,6 +4,7 @@
 use crate::children::{spawn_self, wait_for};
 use anyhow::{ensure, Result};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use vmbook::procinfo::page_size;
 use vmbook::{finding, section, ShmObject};
 
@@ -127,21 +128,62 @@ fn show(walk: &Result<Vec<u64>, String>) -> String {
     }
 }
 
-/// Exit code of a walking child: 10 + 1 if the offset list read right + 2 if the pointer one did.
-fn walk_code(object: &ShmObject) -> i32 {
+/// What a walking child found, written into the object for the parent to read. The forked child
+/// fills the first of the two reports, the exec'd child the second.
+#[repr(C)]
+struct WalkReport {
+    /// Where this child's mapping of the object starts.
+    mapped_at: AtomicU64,
+    /// Whether the walk of each list read back exactly 10, 20, 30, 40.
+    offsets_whole: AtomicBool,
+    pointers_whole: AtomicBool,
+}
+
+const REPORTS_AT: usize = 512;
+const FORKED: usize = 0;
+const EXECD: usize = 1;
+
+fn report(object: &ShmObject, which: usize) -> &WalkReport {
+    const _: () = assert!(REPORTS_AT + 2 * std::mem::size_of::<WalkReport>() <= 4096);
+    // SAFETY: both reports lie inside the object (one page, asserted above), past the lists,
+    // aligned to 8; every field is an atomic, so any bytes are valid and concurrent use is defined.
+    unsafe {
+        &*(object
+            .as_ptr()
+            .add(REPORTS_AT + which * std::mem::size_of::<WalkReport>())
+            as *const WalkReport)
+    }
+}
+
+/// Walks both lists, prints them, and records the outcome in report `which`.
+fn walk_and_report(object: &ShmObject, which: usize) {
     let offsets = walk_offsets(object);
     let pointers = walk_pointers(object);
     println!("          offsets:  {}", show(&offsets));
     println!("          pointers: {}", show(&pointers));
-    let good = |w: &Result<Vec<u64>, String>| w.as_ref().is_ok_and(|v| v[..] == VALUES[..]);
-    10 + i32::from(good(&offsets)) + 2 * i32::from(good(&pointers))
+    let whole = |w: &Result<Vec<u64>, String>| w.as_ref().is_ok_and(|v| v[..] == VALUES[..]);
+    let out = report(object, which);
+    out.mapped_at.store(object.addr() as u64, Ordering::Relaxed);
+    out.offsets_whole.store(whole(&offsets), Ordering::Relaxed);
+    out.pointers_whole
+        .store(whole(&pointers), Ordering::Relaxed);
 }
 
 pub fn walk_child(name: &str) -> Result<ExitCode> {
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
     let object = ShmObject::open(name)?;
     println!("child (exec'd), object mapped at {:#x}:", object.addr());
-    Ok(ExitCode::from(walk_code(&object) as u8))
+    walk_and_report(&object, EXECD);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How a list fared in one child, for the evidence: "whole" or "broken".
+fn fared(whole: bool) -> &'static str {
+    if whole {
+        "whole"
+    } else {
+        "broken"
+    }
 }
 
 pub fn offsets_survive_pointers_break() -> Result<()> {
@@ -153,23 +195,58 @@ pub fn offsets_survive_pointers_break() -> Result<()> {
     println!("          pointers: {}", show(&walk_pointers(&object)));
     let forked = vmbook::process::fork_child(|| {
         println!("child (forked), object mapped at {:#x}:", object.addr());
-        walk_code(&object)
+        walk_and_report(&object, FORKED);
+        0
     })?;
-    let forked = vmbook::process::wait_exit_code(forked)?;
-    let execd = wait_for(spawn_self(&["walk-child", object.name()])?)?;
     ensure!(
-        (10..14).contains(&forked) && (10..14).contains(&execd),
-        "a child failed"
+        vmbook::process::wait_exit_code(forked)? == 0,
+        "the forked child failed"
     );
+    ensure!(
+        wait_for(spawn_self(&["walk-child", object.name()])?)? == 0,
+        "the exec'd child failed"
+    );
+    let children = [
+        ("forked", report(&object, FORKED)),
+        ("exec'd", report(&object, EXECD)),
+    ];
+    let offsets_evidence: Vec<String> = children
+        .iter()
+        .map(|(who, r)| {
+            format!(
+                "{} in the {who} child",
+                fared(r.offsets_whole.load(Ordering::Relaxed))
+            )
+        })
+        .collect();
     finding(
         "a list linked by offsets reads back whole in both children",
-        (forked - 10) & 1 == 1 && (execd - 10) & 1 == 1,
-        "10 → 20 → 30 → 40 in each",
+        children
+            .iter()
+            .all(|(_, r)| r.offsets_whole.load(Ordering::Relaxed)),
+        offsets_evidence.join(", "),
     );
+    // The pointer list should work exactly where the object sits at the parent's address.
+    let mut pointers_evidence = Vec::new();
+    let mut as_expected = true;
+    for (who, r) in children {
+        let same = r.mapped_at.load(Ordering::Relaxed) == object.addr() as u64;
+        let whole = r.pointers_whole.load(Ordering::Relaxed);
+        as_expected &= whole == same;
+        pointers_evidence.push(format!(
+            "{who} child: {}, {}",
+            if same {
+                "same address"
+            } else {
+                "another address"
+            },
+            fared(whole)
+        ));
+    }
     finding(
-        "a list linked by pointers works in the forked child (same addresses) only",
-        (forked - 10) & 2 == 2 && (execd - 10) & 2 == 0,
-        "the exec'd child maps the object elsewhere, so the stored addresses point outside it",
+        "a list linked by pointers works only in a child that maps the object at the parent's address",
+        as_expected,
+        pointers_evidence.join("; "),
     );
     Ok(())
 }

@@ -62,14 +62,17 @@ pub fn child_can_read_first(runs: u32, widen_us: u64) -> Result<()> {
             format!("parent writes after a {} pause", fmt_us(widen_us))
         };
         println!(
-            "{label}: in {runs} runs the child read nothing ~{} times, part of the greeting ~{}, \
-             all of it ~{}",
-            seen[0], seen[1], seen[2]
+            "{label}: of {runs} runs, the child read nothing in {}, part of the greeting in {}, \
+             all of it in {}",
+            pct(seen[0], runs),
+            pct(seen[1], runs),
+            pct(seen[2], runs)
         );
     }
     let evidence = format!(
-        "empty in ~{} of {runs} runs as written, ~{} of {runs} with the window widened",
-        empty[0], empty[1]
+        "empty in {} of {runs} runs as written, in {} with the window widened",
+        pct(empty[0], runs),
+        pct(empty[1], runs)
     );
     finding(
         "the child can read the buffer before the parent has written it",
@@ -82,6 +85,16 @@ pub fn child_can_read_first(runs: u32, widen_us: u64) -> Result<()> {
         evidence,
     );
     Ok(())
+}
+
+/// `n` as a share of `runs`: `7%`, or `0.3%` when it is not a whole percent.
+fn pct(n: u32, runs: u32) -> String {
+    let share = f64::from(n) * 100.0 / f64::from(runs.max(1));
+    if share.fract() == 0.0 {
+        format!("{share:.0}%")
+    } else {
+        format!("{share:.1}%")
+    }
 }
 
 fn fmt_us(us: u64) -> String {
