@@ -1,5 +1,5 @@
 //! The shared-memory objects the experiments create: made and mapped in one call, removed by a
-//! guard's Drop, and shown in the book under one name.
+//! guard's Drop.
 
 use anyhow::{Context, Result};
 use nix::fcntl::OFlag;
@@ -40,9 +40,6 @@ fn map(fd: &OwnedFd, size: usize) -> Result<*mut u8> {
     .context("mmap(MAP_SHARED)")?;
     Ok(ptr.as_ptr().cast())
 }
-
-/// How the book shows an object's name: the run tag and the creator's pid vary from run to run.
-pub const SHOWN_NAME: &str = "/dev/shm/vmbook-TAG-PID-N";
 
 // ANCHOR: guard
 /// Removes its object when dropped, and says so in memory the parent shares.

@@ -53,6 +53,8 @@ fn refs(name: &str, fd: Option<&OwnedFd>, addr: Option<usize>) -> Result<Refs> {
     })
 }
 
+/// Prints one row of the table; with `--pause`, stops after it so that the reader can watch
+/// /proc/meminfo follow the table.
 fn print_refs(step: &str, r: &Refs) {
     let yes = |b: bool| if b { "yes" } else { "no" };
     println!(
@@ -62,6 +64,14 @@ fn print_refs(step: &str, r: &Refs) {
         yes(r.fd_open),
         r.mapping.as_deref().unwrap_or("no"),
         r.held.map_or("freed: nothing refers to it".to_string(), kb)
+    );
+    vmbook::pause::here(
+        &format!("the table's row \"{step}\" is the current state"),
+        &[
+            "grep Shmem: /proc/meminfo",
+            "ls -l /dev/shm",
+            "grep -F /dev/shm /proc/PID/maps",
+        ],
     );
 }
 

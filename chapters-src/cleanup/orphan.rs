@@ -1,7 +1,7 @@
 //! A shm object whose creator is SIGKILLed before shm_unlink stays in /dev/shm.
 
 use crate::child::{describe_status, sleep_forever, wait_for};
-use crate::object::{create_and_map, SHOWN_NAME};
+use crate::object::create_and_map;
 use anyhow::{Context, Result};
 use nix::sys::mman::shm_unlink;
 use nix::sys::signal::{kill, Signal};
@@ -43,7 +43,7 @@ pub fn orphan_outlives_its_creator(size: u64) -> Result<()> {
     let text = String::from_utf8_lossy(&contents[..22.min(contents.len())]).into_owned();
     if left {
         println!(
-            "still in /dev/shm: {SHOWN_NAME}  size {}  mode {mode:o}  starts with {text:?}",
+            "still in /dev/shm: {path}  size {}  mode {mode:o}  starts with {text:?}",
             bytes(left_size)
         );
     } else {
@@ -84,7 +84,11 @@ pub fn orphan_outlives_its_creator(size: u64) -> Result<()> {
     finding(
         "any process with permission can remove the orphan with shm_unlink",
         left && gone,
-        "gone after shm_unlink",
+        match (left, gone) {
+            (false, _) => "there was no orphan to remove",
+            (true, true) => "gone after shm_unlink",
+            (true, false) => "still there after shm_unlink",
+        },
     );
     Ok(())
 }

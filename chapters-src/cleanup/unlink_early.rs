@@ -2,12 +2,12 @@
 //! nothing behind.
 
 use crate::child::{describe_status, sleep_forever, wait_for};
-use crate::object::{create_and_map, SHOWN_NAME};
+use crate::object::create_and_map;
 use anyhow::{Context, Result};
 use nix::sys::mman::shm_unlink;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{pipe, read, write};
-use procfs::process::Process;
+use procfs::process::{MMapPath, Process};
 use vmbook::process::{fork_child, wait_child};
 use vmbook::shm::unique_name;
 use vmbook::{cleanup, finding, section};
@@ -45,10 +45,13 @@ pub fn unlink_early_leaves_nothing(size: u64) -> Result<()> {
         .and_then(|p| p.maps())
         .ok()
         .and_then(|maps| {
-            maps.into_iter()
-                .find(|m| format!("{:?}", m.pathname).contains(&name))
-        })
-        .map(|m| format!("{:?}", m.pathname));
+            maps.into_iter().find_map(|m| match m.pathname {
+                MMapPath::Path(p) if p.to_string_lossy().contains(&name) => {
+                    Some(p.to_string_lossy().into_owned())
+                }
+                _ => None,
+            })
+        });
     kill(child, Signal::SIGKILL).context("kill(SIGKILL)")?;
     let status = wait_child(child)?;
     // SAFETY: the object is `size` >= 1024 bytes long and the writer is dead.
@@ -68,11 +71,7 @@ pub fn unlink_early_leaves_nothing(size: u64) -> Result<()> {
         } else {
             "no name"
         },
-        if deleted {
-            format!("{SHOWN_NAME} (deleted)")
-        } else {
-            "no such mapping".into()
-        }
+        maps_line.as_deref().unwrap_or("no such mapping")
     );
     println!("the creator (pid {child}): {}", describe_status(status));
     println!("the other process reads, through its mapping: {text:?}");
@@ -93,8 +92,14 @@ pub fn unlink_early_leaves_nothing(size: u64) -> Result<()> {
         "an object unlinked at once leaves nothing in /dev/shm, even when its creator is SIGKILLed",
         !named_while_alive && deleted && !left_after,
         format!(
-            "{}; mapping shown as (deleted): {deleted}",
-            describe_status(status)
+            "{}; its mapping was listed as {}; afterwards {}",
+            describe_status(status),
+            maps_line.as_deref().unwrap_or("nothing"),
+            if left_after {
+                "the name was in /dev/shm"
+            } else {
+                "no name in /dev/shm"
+            }
         ),
     );
     Ok(())
