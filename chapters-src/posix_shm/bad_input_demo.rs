@@ -85,14 +85,16 @@ pub fn bad_input_demo(input: &Path) -> Result<()> {
             Err(_) => bad.push(i + 1),
         }
     }
-    let summed = good
+    let summed: Vec<usize> = good
         .iter()
         .filter(|(n, sum)| stdout.contains(&format!("line {n}: {sum} (")))
-        .count();
-    let reported = bad
+        .map(|(n, _)| *n)
+        .collect();
+    let reported: Vec<usize> = bad
         .iter()
         .filter(|n| stderr.contains(&format!(": line {n}: ")))
-        .count();
+        .copied()
+        .collect();
     let list = |v: &[usize]| {
         v.iter()
             .map(usize::to_string)
@@ -101,16 +103,23 @@ pub fn bad_input_demo(input: &Path) -> Result<()> {
     };
     finding(
         "every good line was summed",
-        !good.is_empty() && summed == good.len(),
+        !good.is_empty() && summed.len() == good.len(),
         format!(
-            "lines {}",
-            list(&good.iter().map(|g| g.0).collect::<Vec<_>>())
+            "{} of {} good lines summed: lines {}",
+            summed.len(),
+            good.len(),
+            list(&summed)
         ),
     );
     finding(
         "each bad line was reported on stderr with its line number",
-        !bad.is_empty() && reported == bad.len(),
-        format!("lines {}", list(&bad)),
+        !bad.is_empty() && reported.len() == bad.len(),
+        format!(
+            "{} of {} bad lines reported: lines {}",
+            reported.len(),
+            bad.len(),
+            list(&reported)
+        ),
     );
     finding(
         "the exit status is 2: some lines were bad",
