@@ -162,13 +162,16 @@ const CHART_CHUNKS: [usize; 5] = [1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 1
 /// How many times the chart measures each point (it keeps the best).
 const CHART_RUNS: u32 = 2;
 
-/// `path` relative to the project, when it lies inside it (as the book's charts do).
+/// The path a file was written to, relative to the current directory when it lies inside it (the
+/// book runs the program from book/, and the default --out is the book's charts directory).
 fn shown(path: &Path) -> String {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    path.strip_prefix(root)
-        .unwrap_or(path)
-        .display()
-        .to_string()
+    let cwd = std::env::current_dir().unwrap_or_default();
+    match path.strip_prefix(&cwd) {
+        Ok(inside) if path.is_absolute() && !inside.as_os_str().is_empty() => {
+            inside.display().to_string()
+        }
+        _ => path.display().to_string(),
+    }
 }
 
 // ANCHOR: draw_charts

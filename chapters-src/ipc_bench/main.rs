@@ -69,7 +69,8 @@ enum Experiment {
     },
     /// Measure throughput against chunk size and round trips, and draw both as SVG charts.
     Chart {
-        /// The directory to write ipc-throughput.svg and ipc-latency.svg into.
+        /// The directory to write ipc-throughput.svg and ipc-latency.svg into (by default the
+        /// book's own charts directory, whatever the current directory).
         #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/book/charts"))]
         out: PathBuf,
         /// How much to send per transport, placement and chunk size.
