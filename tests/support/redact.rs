@@ -14,7 +14,6 @@
 //! | `1234 kB`                  | sizes read from the kernel                  | `[SIZE] kB`    |
 //! | `97.3%`                    | percentages                                 | `[PCT]%`       |
 //! | `1025 faults`              | page-fault counts                           | `[N] faults`   |
-//! | `~123`                     | any other count that varies: `~` + number   | `~[N]`         |
 //!
 //! Then runs of spaces become one space: a table pads its columns to the width of values that
 //! vary, so the padding varies with them.
@@ -32,7 +31,6 @@ pub const FILTERS: &[(&str, &str)] = &[
     (r"\b\d+ kB\b", "[SIZE] kB"),
     (r"\b\d+(?:\.\d+)?%", "[PCT]%"),
     (r"\b\d+ (minor |major |page )?faults?\b", "[N] ${1}faults"),
-    (r"~\d+(?:\.\d+)?", "~[N]"),
 ];
 
 /// Applies every filter to `text`.
