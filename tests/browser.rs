@@ -13,8 +13,6 @@
 mod reader;
 mod support;
 
-use mdbook::MDBook;
-use mdbook_cmdrun::CmdRun;
 use reader::{chapters, Chapter};
 use regex::Regex;
 use std::collections::BTreeSet;
@@ -50,7 +48,7 @@ fn every_page_in_a_real_browser() {
     };
     let started = Instant::now();
     let root = support::root();
-    let out = build_book(&root);
+    let out = support::build_book("browser-book");
     let built = started.elapsed();
     let server = Server::start(out.clone());
     let shots = root.join("target/screenshots");
@@ -147,26 +145,6 @@ fn search_only_here(
         "the search did not lead to this page alone for any word only its output has: {}",
         tried.join("; ")
     ))
-}
-
-/// Builds the book in-process with the pinned mdbook and mdbook-cmdrun, into its own directory.
-fn build_book(root: &Path) -> PathBuf {
-    // mdbook-cmdrun reads ./book.toml to find the chapters' directory: build from the book root.
-    std::env::set_current_dir(root).unwrap();
-    let mut config = mdbook::Config::from_disk(root.join("book.toml")).unwrap();
-    if let Some(table) = config
-        .get_mut("preprocessor")
-        .and_then(|p| p.as_table_mut())
-    {
-        table.remove("cmdrun");
-    }
-    let out = root.join("target/browser-book");
-    let _ = std::fs::remove_dir_all(&out);
-    config.build.build_dir = out.clone();
-    let mut book = MDBook::load_with_config(root, config).unwrap();
-    book.with_preprocessor(CmdRun);
-    book.build().expect("mdbook build");
-    out
 }
 
 /// The title, the output blocks, no `cmdrun error`, and images, in what the browser rendered.

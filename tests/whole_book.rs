@@ -5,32 +5,13 @@
 
 mod support;
 
-use mdbook::MDBook;
-use mdbook_cmdrun::CmdRun;
 use regex::Regex;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 #[test]
 fn the_book_builds_with_every_output_in_place() {
-    let root = support::root();
-    // mdbook-cmdrun reads ./book.toml to find the chapters' directory: build from the book root.
-    std::env::set_current_dir(&root).unwrap();
-    let mut config = mdbook::Config::from_disk(root.join("book.toml")).unwrap();
-    // Use the library's CmdRun, never whatever `mdbook-cmdrun` happens to be on PATH.
-    if let Some(table) = config
-        .get_mut("preprocessor")
-        .and_then(|p| p.as_table_mut())
-    {
-        table.remove("cmdrun");
-    }
-    // Its own build directory, so that a concurrent `mdbook build` cannot race with this test.
-    let out = root.join("target/test-book");
-    let _ = std::fs::remove_dir_all(&out);
-    config.build.build_dir = out.clone();
-    let mut book = MDBook::load_with_config(&root, config).unwrap();
-    book.with_preprocessor(CmdRun);
-    book.build().expect("mdbook build");
+    let out = support::build_book("test-book");
 
     let pages = html_pages(&out);
     assert!(

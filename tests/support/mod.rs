@@ -163,3 +163,26 @@ pub fn leftovers(tag: &str) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// Builds the whole book in-process, with the pinned mdbook and mdbook-cmdrun as libraries, into
+/// `target/DIR` (each test its own directory, so that two builds never race), and returns it.
+pub fn build_book(dir: &str) -> PathBuf {
+    let root = root();
+    // mdbook-cmdrun reads ./book.toml to find the chapters' directory: build from the book root.
+    std::env::set_current_dir(&root).unwrap();
+    let mut config = mdbook::Config::from_disk(root.join("book.toml")).unwrap();
+    // Use the library's CmdRun, never whatever `mdbook-cmdrun` happens to be on PATH.
+    if let Some(table) = config
+        .get_mut("preprocessor")
+        .and_then(|p| p.as_table_mut())
+    {
+        table.remove("cmdrun");
+    }
+    let out = root.join("target").join(dir);
+    let _ = std::fs::remove_dir_all(&out);
+    config.build.build_dir = out.clone();
+    let mut book = mdbook::MDBook::load_with_config(&root, config).unwrap();
+    book.with_preprocessor(mdbook_cmdrun::CmdRun);
+    book.build().expect("mdbook build");
+    out
+}
