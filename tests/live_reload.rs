@@ -43,6 +43,7 @@ fn a_changed_chapter_program_shows_in_the_served_page() {
     // Build the chapter programs first, as scripts/book.sh does, so the serve starts warm. Another
     // chapter's program may be half-written right now: only the one edited here must build.
     let started = Instant::now();
+    seed_target(&root, &copy);
     let bin = chapter.binaries()[0].clone();
     let _ = reader::run_with_limit(
         cargo_in(&copy).args(["build", "-q", "--bins"]),
@@ -167,21 +168,35 @@ fn sync_file(from: &Path, to: &Path) {
     }
 }
 
-/// The first chapter program (its main file, from Cargo.toml) that prints a plain
-/// `section("...")` title: the chapter, its source in the copy, and the title.
+/// The first chapter program (found through Cargo.toml: its main file, and the other files of its
+/// folder) that prints a plain `section("...")` title: the chapter, its source file in the copy,
+/// and the title.
 fn what_to_edit(copy: &Path) -> (reader::Chapter, PathBuf, String) {
     let title = regex::Regex::new(r#"section\("([A-Za-z0-9 ,:()/._-]{8,})"\)"#).unwrap();
     let manifest = std::fs::read_to_string(copy.join("Cargo.toml")).unwrap();
     for chapter in reader::program_chapters() {
         let bin = &chapter.binaries()[0];
-        let Some(source) = bin_path(&manifest, bin).map(|p| copy.join(p)) else {
+        let Some(main) = bin_path(&manifest, bin).map(|p| copy.join(p)) else {
             continue;
         };
-        let Ok(text) = std::fs::read_to_string(&source) else {
-            continue;
-        };
-        if let Some(cap) = title.captures(&text) {
-            return (chapter.clone(), source, cap[1].to_string());
+        // A chapter program is a folder (main.rs and one file per experiment) or a single file.
+        let mut sources = vec![main.clone()];
+        if main.file_name().is_some_and(|f| f == "main.rs") {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(main.parent().unwrap())
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+                .collect();
+            files.sort();
+            sources.extend(files);
+        }
+        for source in sources {
+            let Ok(text) = std::fs::read_to_string(&source) else {
+                continue;
+            };
+            if let Some(cap) = title.captures(&text) {
+                return (chapter.clone(), source, cap[1].to_string());
+            }
         }
     }
     panic!("no chapter program prints a plain section(\"...\") title to edit");
@@ -214,6 +229,33 @@ fn bin_path(manifest: &str, bin: &str) -> Option<String> {
 }
 
 /// cargo, in the copy, with the copy's own target directory.
+/// Gives the copy's target directory the dependencies the project has already compiled, as hard
+/// links, once: the registry crates' artifacts do not depend on where the project lives, so cargo
+/// finds them fresh and compiles only the copy's own crate. (Cargo writes new artifacts under new
+/// names and replaces, never rewrites, the files it links; nothing here changes the project's.)
+fn seed_target(root: &Path, copy: &Path) {
+    let from = root.join("target/debug");
+    let to = copy.join("target/debug");
+    if to.exists() || !from.join("deps").is_dir() {
+        return;
+    }
+    std::fs::create_dir_all(&to).unwrap();
+    for dir in ["deps", "build", ".fingerprint"] {
+        let status = Command::new("cp")
+            .arg("-al")
+            .arg(from.join(dir))
+            .arg(&to)
+            .status();
+        if !status.is_ok_and(|s| s.success()) {
+            eprintln!(
+                "could not seed {} from {}: building from scratch",
+                to.display(),
+                dir
+            );
+        }
+    }
+}
+
 fn cargo_in(copy: &Path) -> Command {
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or("cargo".into()));
     command
