@@ -23,6 +23,8 @@ static PATH_OWNERS: [AtomicI32; SLOTS] = [const { AtomicI32::new(0) }; SLOTS];
 /// Children to kill and reap, with the pid of the parent that started each.
 static CHILDREN: [AtomicI32; SLOTS] = [const { AtomicI32::new(0) }; SLOTS];
 static CHILD_PARENTS: [AtomicI32; SLOTS] = [const { AtomicI32::new(0) }; SLOTS];
+/// The signal that ends each child: SIGKILL, or SIGTERM for a child that must clean up itself.
+static CHILD_SIGNALS: [AtomicI32; SLOTS] = [const { AtomicI32::new(libc::SIGKILL) }; SLOTS];
 
 static INSTALL: Once = Once::new();
 static DISABLED: AtomicBool = AtomicBool::new(false);
@@ -77,8 +79,19 @@ pub fn track_child(pid: i32) {
             .compare_exchange(0, pid, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok()
         {
+            CHILD_SIGNALS[slot].store(libc::SIGKILL, Ordering::SeqCst);
             CHILD_PARENTS[slot].store(std::process::id() as i32, Ordering::SeqCst);
             return;
+        }
+    }
+}
+
+/// Ends a tracked child with SIGTERM instead of SIGKILL: for a child that owns objects of its own
+/// (a chapter program run as a child) and whose handler unlinks them before it dies.
+pub fn end_child_with_sigterm(pid: i32) {
+    for (slot, cell) in CHILDREN.iter().enumerate() {
+        if cell.load(Ordering::SeqCst) == pid {
+            CHILD_SIGNALS[slot].store(libc::SIGTERM, Ordering::SeqCst);
         }
     }
 }
@@ -170,7 +183,7 @@ pub fn cleanup_now() {
         for (slot, cell) in CHILDREN.iter().enumerate() {
             let pid = cell.load(Ordering::SeqCst);
             if pid > 0 && CHILD_PARENTS[slot].load(Ordering::SeqCst) == me {
-                libc::kill(pid, libc::SIGKILL);
+                libc::kill(pid, CHILD_SIGNALS[slot].load(Ordering::SeqCst));
                 libc::waitpid(pid, std::ptr::null_mut(), 0);
                 cell.store(0, Ordering::SeqCst);
             }

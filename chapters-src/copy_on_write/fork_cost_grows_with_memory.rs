@@ -10,6 +10,8 @@ use vmbook::{bytes, finding, section};
 
 /// Forks a child that exits at once; returns how long `fork` took in the parent.
 fn time_one_fork() -> Result<Duration> {
+    // Signals wait until the child is recorded, so that an interrupt cannot leave it behind.
+    let blocked = vmbook::cleanup::block_signals();
     let start = Instant::now();
     // SAFETY: the caller checked that this process is single-threaded; the child only calls
     // _exit, which is async-signal-safe.
@@ -19,6 +21,7 @@ fn time_one_fork() -> Result<Duration> {
     };
     let time = start.elapsed();
     vmbook::cleanup::track_child(child.as_raw());
+    drop(blocked);
     wait_child(child)?;
     Ok(time)
 }

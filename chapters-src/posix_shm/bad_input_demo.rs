@@ -42,21 +42,25 @@ pub fn bad_input_demo(input: &Path) -> Result<()> {
         args.join(" ")
     );
     let exe = std::env::current_exe().context("find this program's path")?;
-    // Not tracked for the SIGINT handler: killing it with SIGKILL would leave its object behind.
-    // It ends by itself within milliseconds, and on our death it gets SIGTERM (pdeathsig).
-    let pipeline = Command::new(exe)
-        .args(args)
-        .current_dir(root)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("run the pipeline")?;
+    // If we are interrupted, the pipeline gets SIGTERM, not SIGKILL: its own handler then
+    // unlinks its object and ends its child before it dies, and ours reaps it.
+    // If the pipeline itself is killed, its child is orphaned: as a subreaper, this process becomes
+    // its new parent (instead of init) and can reap it.
+    nix::sys::prctl::set_child_subreaper(true).context("prctl(PR_SET_CHILD_SUBREAPER)")?;
+    let pipeline = vmbook::process::spawn_tracked(
+        Command::new(exe)
+            .args(args)
+            .current_dir(root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )?;
     let pid = pipeline.id();
-    let run = pipeline
-        .wait_with_output()
-        .context("wait for the pipeline")?;
+    vmbook::cleanup::end_child_with_sigterm(pid as i32);
+    let run = vmbook::process::wait_spawned(pipeline)?;
     if run.status.signal().is_some() {
+        // The orphan dies of its parent-death signal; wait for it, then remove what it left.
+        while nix::sys::wait::waitpid(None, None).is_ok() {}
         sweep_after(pid);
         bail!("the pipeline was killed ({})", run.status);
     }
