@@ -1,14 +1,17 @@
 //! Seed 002 run many times: the parent writes a greeting after fork, the child reads it at once.
-//! How often is the child first?
+//! How often is the child first, and what decides it?
 
-use anyhow::{ensure, Result};
+use anyhow::{bail, ensure, Context, Result};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
-use vmbook::process::{fork_child, wait_exit_code};
+use vmbook::process::{fork_child, spawn_tracked, wait_exit_code, wait_spawned};
 use vmbook::procinfo::page_size;
-use vmbook::{finding, section, Mapping};
+use vmbook::{finding, not_checked, section, Mapping};
 
 const GREETING: &[u8] = b"Hello, child process!";
+/// What the child read: nothing, part of the greeting, all of it.
+const OUTCOMES: [&str; 3] = ["empty", "part", "all"];
 
 /// The first bytes of a shared page, read and written one atomic byte at a time: the two processes
 /// race on purpose, and atomics keep that race defined (a torn read is possible, garbage is not).
@@ -19,10 +22,11 @@ fn greeting_bytes(region: &Mapping) -> &[AtomicU8] {
 }
 
 // ANCHOR: child_can_read_first
-/// Seed 002: parent writes after fork, child reads at once. Returns what the child saw.
-fn seed_002_once(region: &Mapping, widen: Duration) -> Result<i32> {
-    let buffer = greeting_bytes(region);
-    buffer.iter().for_each(|b| b.store(0, Ordering::Relaxed));
+/// Seed 002's body: a fresh shared page, fork, the child reads at once, the parent writes.
+/// `pause` stands for anything that delays the parent between fork and its write.
+fn seed_002(pause: Duration) -> Result<usize> {
+    let region = Mapping::shared(page_size())?; // fresh, never touched, as in the seed
+    let buffer = greeting_bytes(&region);
     let child = fork_child(|| {
         let read: Vec<u8> = buffer.iter().map(|b| b.load(Ordering::Relaxed)).collect();
         match read.iter().position(|&b| b == 0) {
@@ -31,36 +35,77 @@ fn seed_002_once(region: &Mapping, widen: Duration) -> Result<i32> {
             _ => 1,                     // part of it: caught in the middle of the copy
         }
     })?;
-    if !widen.is_zero() {
-        std::thread::sleep(widen); // stands for anything that delays the parent here
-    }
+    std::thread::sleep(pause); // zero: no pause at all
     for (cell, &byte) in buffer.iter().zip(GREETING) {
         cell.store(byte, Ordering::Relaxed);
     }
-    wait_exit_code(child)
+    let outcome = wait_exit_code(child)?;
+    ensure!((0..3).contains(&outcome), "the child failed");
+    Ok(outcome as usize)
+}
+
+/// The seed as it is run from a shell: a new process each time (this program, started again),
+/// which maps, forks and writes soon after it starts; `nap` first sleeps just before the fork.
+fn seed_002_in_a_new_process(nap: Duration) -> Result<usize> {
+    let mut command = std::process::Command::new(std::env::current_exe()?);
+    command.args([
+        "child",
+        "seed-002",
+        "--nap-us",
+        &nap.as_micros().to_string(),
+    ]);
+    let output = wait_spawned(spawn_tracked(command.stdout(Stdio::piped()))?)?;
+    let said = String::from_utf8_lossy(&output.stdout);
+    match OUTCOMES.iter().position(|o| *o == said.trim()) {
+        Some(outcome) if output.status.success() => Ok(outcome),
+        _ => bail!(
+            "`child seed-002` failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    }
 }
 // ANCHOR_END: child_can_read_first
 
-pub fn child_can_read_first(runs: u32, widen_us: u64) -> Result<()> {
+/// `shared-mappings child seed-002`: one run of the seed in this fresh process; prints the outcome.
+pub fn seed_002_child(nap_us: u64) -> Result<()> {
+    std::thread::sleep(Duration::from_micros(nap_us));
+    println!("{}", OUTCOMES[seed_002(Duration::ZERO)?]);
+    Ok(())
+}
+
+pub fn child_can_read_first(runs: u32, pause_us: u64) -> Result<()> {
     section("Seed 002, run many times: what did the child read?");
-    let region = Mapping::shared(page_size())?;
-    let mut empty = [0u32; 2];
-    for (batch, widen) in [Duration::ZERO, Duration::from_micros(widen_us)]
-        .into_iter()
-        .enumerate()
-    {
+    let pause = Duration::from_micros(pause_us);
+    let ways: [(String, &dyn Fn() -> Result<usize>); 4] = [
+        ("as the seed runs, a new process each time".into(), &|| {
+            seed_002_in_a_new_process(Duration::ZERO)
+        }),
+        (
+            format!(
+                "a new process each time, asleep {} before fork",
+                fmt_us(pause_us)
+            ),
+            &|| seed_002_in_a_new_process(pause),
+        ),
+        (
+            "one process forking again and again (each fork after a waitpid)".into(),
+            &|| seed_002(Duration::ZERO),
+        ),
+        (
+            format!(
+                "the same, the parent pausing {} after fork",
+                fmt_us(pause_us)
+            ),
+            &|| seed_002(pause),
+        ),
+    ];
+    let mut empty = [0u32; 4];
+    for (row, (label, way)) in ways.iter().enumerate() {
         let mut seen = [0u32; 3];
         for _ in 0..runs {
-            let code = seed_002_once(&region, widen)?;
-            ensure!((0..3).contains(&code), "the child failed");
-            seen[code as usize] += 1;
+            seen[way().with_context(|| label.clone())?] += 1;
         }
-        empty[batch] = seen[0];
-        let label = if widen.is_zero() {
-            "parent writes right after fork (as written)".to_string()
-        } else {
-            format!("parent writes after a {} pause", fmt_us(widen_us))
-        };
+        empty[row] = seen[0];
         println!(
             "{label}: of {runs} runs, the child read nothing in {}, part of the greeting in {}, \
              all of it in {}",
@@ -69,19 +114,35 @@ pub fn child_can_read_first(runs: u32, widen_us: u64) -> Result<()> {
             pct(seen[2], runs)
         );
     }
+    let [fresh, napped, looped, paused] = empty;
     let evidence = format!(
-        "empty in {} of {runs} runs as written, in {} with the window widened",
-        pct(empty[0], runs),
-        pct(empty[1], runs)
+        "empty in {} of {runs} new processes, {} after a nap, {} in the loop, {} with the pause",
+        pct(fresh, runs),
+        pct(napped, runs),
+        pct(looped, runs),
+        pct(paused, runs)
     );
     finding(
         "the child can read the buffer before the parent has written it",
-        empty[0] + empty[1] > 0,
+        empty.iter().any(|&e| e > 0),
         &evidence,
     );
+    let claim = "a parent that slept just before fork (a nap, or waitpid in a loop) is overtaken \
+                 by its child less often than a freshly started one (at most half as often)";
+    if fresh * 20 < runs {
+        not_checked(
+            claim,
+            format!(
+                "the child read first in only {} of {runs} new processes: too rare to compare",
+                pct(fresh, runs)
+            ),
+        );
+    } else {
+        finding(claim, fresh >= 2 * napped.max(looped), &evidence);
+    }
     finding(
-        "widening the window between fork and the write makes the early read more frequent",
-        empty[1] > empty[0],
+        "pausing the parent between fork and its write makes the early read more frequent",
+        paused > looped,
         evidence,
     );
     Ok(())

@@ -6,7 +6,7 @@ mod child_can_read_first;
 mod same_frame_after_writes;
 mod shared_vs_private;
 
-use child_can_read_first::child_can_read_first;
+use child_can_read_first::{child_can_read_first, seed_002_child};
 use clap::{Parser, Subcommand};
 use same_frame_after_writes::same_frame_after_writes;
 use shared_vs_private::shared_vs_private;
@@ -46,12 +46,26 @@ enum Experiment {
     },
     /// Seed 002 run many times: how often does the child read before the parent wrote?
     Race {
-        /// Forks per batch.
-        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        /// Runs per row.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
         runs: u32,
-        /// In the second batch the parent sleeps this long after fork before writing.
+        /// How long the parent sleeps: before fork in the second row, after it in the fourth.
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-        widen_us: u64,
+        sleep_us: u64,
+    },
+    /// The roles this program is started again in.
+    #[command(subcommand, hide = true)]
+    Child(Child),
+}
+
+#[derive(Subcommand)]
+enum Child {
+    /// (Used by `race`.) Seed 002 once, in this new process: print what the child read.
+    #[command(name = "seed-002")]
+    Seed002 {
+        /// Sleep this long first, just before the seed maps and forks.
+        #[arg(long, default_value_t = 0)]
+        nap_us: u64,
     },
 }
 
@@ -59,13 +73,17 @@ fn main() -> std::process::ExitCode {
     let options = Options::parse();
     vmbook::pause::enable(options.pause);
     vmbook::run(|| {
+        if let Experiment::Child(Child::Seed002 { nap_us }) = options.experiment {
+            return seed_002_child(nap_us);
+        }
         banner();
         match options.experiment {
             Experiment::Compare { pages, text, stdin } => {
                 shared_vs_private(pages as usize, text, stdin)
             }
             Experiment::Frames { pages } => same_frame_after_writes(pages as usize),
-            Experiment::Race { runs, widen_us } => child_can_read_first(runs, widen_us),
+            Experiment::Race { runs, sleep_us } => child_can_read_first(runs, sleep_us),
+            Experiment::Child(_) => unreachable!("handled above"),
         }
     })
 }
