@@ -16,6 +16,17 @@ pub fn page_size() -> usize {
         .unwrap_or(4096)
 }
 
+/// The size of a transparent huge page: what one page-table entry a level above the last maps
+/// (a PMD), from `/sys/kernel/mm/transparent_hugepage/hpage_pmd_size` (2 MiB on x86-64, 32 MiB or
+/// 512 MiB on arm64 with 16 KiB or 64 KiB pages). `None` on a kernel without THP.
+pub fn thp_size() -> Option<usize> {
+    std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// This process's mappings, one entry per line of `/proc/self/maps`.
 pub fn maps() -> Result<Vec<MemoryMap>> {
     Ok(Process::myself()
@@ -126,15 +137,22 @@ pub fn page_entry_of_pid(pid: i32, addr: usize) -> Result<PageEntry> {
     })
 }
 
-/// Whether this process can see physical frame numbers in pagemap (needs CAP_SYS_ADMIN).
+/// Whether this process can see physical frame numbers in pagemap.
 ///
-/// Checked by reading the entry of a page we just touched: a present page with frame 0 means hidden.
+/// The kernel shows them only to a reader with CAP_SYS_ADMIN in the initial user namespace (checked
+/// when pagemap is opened, since Linux 4.2): not to an ordinary user, nor to root in a container or
+/// with the capability dropped. Measured, not assumed: a present page we just touched that reads
+/// as frame 0 means hidden.
 pub fn frames_visible() -> bool {
     let probe = Box::new(1u64);
     let addr = &*probe as *const u64 as usize;
     std::hint::black_box(&probe);
     matches!(page_entry(addr), Ok(PageEntry { pfn: Some(_), .. }))
 }
+
+/// Why a frame finding is `not checked`, when [`frames_visible`] found them hidden.
+pub const FRAMES_HIDDEN: &str = "a present page reads as frame 0 in pagemap: frame numbers need \
+    CAP_SYS_ADMIN in the initial user namespace (Linux 4.2 and later)";
 
 /// Minor and major page faults this process has taken so far (`getrusage(RUSAGE_SELF)`).
 pub fn page_faults() -> Result<(i64, i64)> {
