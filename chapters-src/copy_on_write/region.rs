@@ -6,7 +6,7 @@ use std::ptr::NonNull;
 use vmbook::procinfo::smaps_of;
 use vmbook::Mapping;
 
-/// A private mapping of `len` bytes on 4 KiB pages only (MADV_NOHUGEPAGE), so that every
+/// A private mapping of `len` bytes on base pages only (MADV_NOHUGEPAGE), so that every
 /// experiment counts base pages even where transparent huge pages are `always` on.
 pub fn base_page_region(len: usize) -> Result<Mapping> {
     let region = Mapping::private(len)?;

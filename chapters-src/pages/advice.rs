@@ -14,7 +14,7 @@ pub fn advise(start: *mut u8, len: usize, advice: MmapAdvise) -> Result<()> {
     unsafe { madvise(start, len, advice) }.with_context(|| format!("madvise({advice:?})"))
 }
 
-/// Keeps `region` on base pages, so that the experiments count one fault per 4 KiB page even
+/// Keeps `region` on base pages, so that the experiments count one fault per base page even
 /// where transparent huge pages are `always` on.
 pub fn base_pages_only(region: &Mapping) -> Result<()> {
     advise(region.as_ptr(), region.len(), MmapAdvise::MADV_NOHUGEPAGE)

@@ -36,7 +36,7 @@ enum Experiment {
     Sizes,
     /// Map pages, write one byte into each, then do it again: faults, residency, time per page.
     Touch {
-        /// How many 4 KiB pages to map and touch (more pages: steadier times, longer run).
+        /// How many base pages to map and touch (more pages: steadier times, longer run).
         #[arg(long, default_value_t = 1024, value_parser = pages_in_range)]
         pages: usize,
     },
@@ -54,7 +54,7 @@ enum Experiment {
     },
     /// Touch a region with and without madvise(MADV_HUGEPAGE): faults per huge page.
     Huge {
-        /// How many huge pages (2 MiB each on x86-64) the region spans.
+        /// How many transparent huge pages (hpage_pmd_size each: 2 MiB on x86-64) the region spans.
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=512))]
         huge_pages: u32,
     },

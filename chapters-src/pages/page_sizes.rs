@@ -3,7 +3,7 @@
 use crate::advice::thp_setting;
 use anyhow::{Context, Result};
 use procfs::Current;
-use vmbook::procinfo::{page_size, vm_counters};
+use vmbook::procinfo::{page_size, thp_size, vm_counters};
 use vmbook::{bytes, finding, not_checked, section, Mapping};
 
 // ANCHOR: page_sizes
@@ -11,21 +11,30 @@ pub fn page_sizes() -> Result<()> {
     section("Page sizes on this machine");
     let page = page_size();
     let meminfo = procfs::Meminfo::current().context("read /proc/meminfo")?;
-    let huge = meminfo.hugepagesize;
-    let thp = thp_setting("enabled");
-    println!(
-        "page size, sysconf(_SC_PAGESIZE):           {}",
-        bytes(page as u64)
-    );
-    match huge {
-        Some(h) => println!("huge page size, Hugepagesize in meminfo:    {}", bytes(h)),
-        None => println!("huge page size, Hugepagesize in meminfo:    none"),
+    let hugetlb = meminfo.hugepagesize; // the default size of MAP_HUGETLB / hugetlbfs pages
+    let thp = thp_size(); // the size of a transparent huge page: one PMD entry
+    let na = || "none".to_string();
+    for (what, value) in [
+        ("page size, sysconf(_SC_PAGESIZE)", bytes(page as u64)),
+        (
+            "transparent huge page size, hpage_pmd_size",
+            thp.map_or_else(na, |h| bytes(h as u64)),
+        ),
+        (
+            "hugetlbfs default page size, meminfo Hugepagesize",
+            hugetlb.map_or_else(na, bytes),
+        ),
+        (
+            "transparent huge pages (THP), enabled",
+            format!("[{}]", thp_setting("enabled")),
+        ),
+        (
+            "THP defrag (what a fault may do for one)",
+            format!("[{}]", thp_setting("defrag")),
+        ),
+    ] {
+        println!("{:<51} {value}", format!("{what}:"));
     }
-    println!("transparent huge pages (THP), enabled:     [{thp}]");
-    println!(
-        "THP defrag (what a fault may do for one):  [{}]",
-        thp_setting("defrag")
-    );
     vm_counters()?; // warm up the reader, so that it maps nothing new below
     let before = vm_counters()?.size;
     let one_byte = Mapping::private(1)?;
@@ -52,20 +61,21 @@ pub fn page_sizes() -> Result<()> {
             bytes(after - before)
         ),
     );
-    match huge {
+    let claim = "a transparent huge page is a whole number of base pages";
+    match thp {
         Some(h) => finding(
-            "a huge page is a whole number of base pages",
-            h % page as u64 == 0,
+            claim,
+            h % page == 0 && h > page,
             format!(
                 "{} / {} = {}",
-                bytes(h),
+                bytes(h as u64),
                 bytes(page as u64),
-                h / page as u64
+                h / page
             ),
         ),
         None => not_checked(
-            "a huge page is a whole number of base pages",
-            "this kernel reports no Hugepagesize",
+            claim,
+            "this kernel has no /sys/kernel/mm/transparent_hugepage/hpage_pmd_size",
         ),
     }
     Ok(())

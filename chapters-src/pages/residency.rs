@@ -19,7 +19,8 @@ pub fn resident_pages(region: &Mapping) -> Result<usize> {
 // ANCHOR_END: resident_pages
 
 /// Whether a measured change of VmRSS matches `expected` bytes: to within a tenth, or 1 MiB for
-/// small sizes (the kernel keeps RSS in per-CPU counters that can lag by a few hundred kB).
+/// small sizes. VmRSS is read from counters the kernel updates in batches (per CPU since Linux
+/// 6.2, per thread before, synced every 64 faults), so it can lag the page tables a little.
 pub fn about(change: u64, expected: u64) -> bool {
     change.abs_diff(expected) <= (expected / 10).max(1 << 20)
 }
