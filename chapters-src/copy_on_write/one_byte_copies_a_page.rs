@@ -3,7 +3,7 @@
 use crate::link::{child_side, receive, send, Link};
 use crate::region::{base_page_region, dirty};
 use anyhow::{ensure, Result};
-use vmbook::measure::{measure, touch_each_page};
+use vmbook::measure::{measure, one_per_page, touch_each_page};
 use vmbook::process::{fork_child, wait_exit_code};
 use vmbook::procinfo::page_size;
 use vmbook::{finding, kb, section};
@@ -83,6 +83,12 @@ pub fn one_byte_copies_a_page(count: usize) -> Result<()> {
             kb(many),
             plural(many / page as u64, "page")
         ),
+    );
+    finding(
+        "each step takes one fault per page it copies: one for the bytes in one page, one per \
+         page for the bytes spread out (to within a tenth, plus at most 8 of the program's own)",
+        one_per_page(r[3] as i64, 1) && one_per_page(r[4] as i64, count),
+        format!("{} and {}", faults(r[3]), faults(r[4])),
     );
     Ok(())
 }

@@ -5,7 +5,7 @@ use crate::region::{base_page_region, dirty};
 use anyhow::{ensure, Result};
 use vmbook::measure::touch_each_page;
 use vmbook::process::{fork_child, wait_exit_code};
-use vmbook::procinfo::{frames_visible, page_entry, page_size, PageEntry};
+use vmbook::procinfo::{frames_visible, page_entry, page_size, PageEntry, FRAMES_HIDDEN};
 use vmbook::{finding, kb, not_checked, section, Mapping};
 
 /// The pagemap entry of each page of `region` in this process, as (frame or 0, exclusive) pairs.
@@ -119,8 +119,7 @@ pub fn same_frame_after_fork(pages: usize) -> Result<()> {
             "frame numbers above",
         );
     } else {
-        let why = "frame numbers read as 0 without CAP_SYS_ADMIN (Linux 4.2 and later); \
-                   the findings below need no privilege";
+        let why = FRAMES_HIDDEN;
         not_checked(same_claim, why);
         not_checked(new_claim, why);
     }
