@@ -3,13 +3,13 @@
 use anyhow::{ensure, Context, Result};
 use std::process::{Command, Stdio};
 use vmbook::process::{spawn_tracked, wait_spawned};
-use vmbook::{finding, section, Mapping};
+use vmbook::{finding, not_checked, section, Mapping};
 
 /// The addresses `aslr` compares, printed by a fresh process: stack, heap, mmap, code.
 pub fn aslr_probe() -> Result<()> {
     let on_stack = 0u8;
     let on_heap = Box::new(0u8);
-    let mapping = Mapping::private(4096)?;
+    let mapping = Mapping::private(vmbook::procinfo::page_size())?;
     let code = aslr_probe as fn() -> Result<()>;
     println!(
         "{} {} {} {}",
@@ -19,6 +19,16 @@ pub fn aslr_probe() -> Result<()> {
         code as usize
     );
     Ok(())
+}
+
+/// The flag `setarch -R` sets in the process personality (`personality(2)`).
+const ADDR_NO_RANDOMIZE: u32 = 0x0040000;
+
+/// This process's personality, from /proc/self/personality (hexadecimal).
+fn personality() -> Result<u32> {
+    let text =
+        std::fs::read_to_string("/proc/self/personality").context("read /proc/self/personality")?;
+    u32::from_str_radix(text.trim(), 16).context("parse /proc/self/personality")
 }
 
 // ANCHOR: layout_moves_every_run
@@ -55,6 +65,17 @@ pub fn layout_moves_every_run(runs: u32) -> Result<()> {
         _ => "an unknown value",
     };
     println!("/proc/sys/kernel/randomize_va_space = {setting} ({meaning})");
+    // `setarch -R` turns randomization off for one program and its children with a personality
+    // flag, whatever randomize_va_space says; the probes inherit this process's personality.
+    let no_randomize = personality()? & ADDR_NO_RANDOMIZE != 0;
+    println!(
+        "personality flag ADDR_NO_RANDOMIZE (setarch -R): {}",
+        if no_randomize {
+            "set, randomization off for this program and its children"
+        } else {
+            "not set"
+        }
+    );
     println!(
         "{:<6} {:>16} {:>16} {:>16} {:>16}",
         "run", "stack", "heap", "mmap", "code"
@@ -81,22 +102,28 @@ pub fn layout_moves_every_run(runs: u32) -> Result<()> {
         counts[0], counts[1], counts[2], counts[3]
     );
     let n = runs as usize;
-    match setting {
-        0 => finding(
-            "with ASLR off, every run gets the same addresses",
-            counts.iter().all(|&c| c == 1),
-            evidence,
-        ),
-        1 => finding(
+    let same = "with randomization off, every run gets the same addresses";
+    let moves = "with randomize_va_space=2, stack, heap, mmap area and code move every run";
+    if no_randomize || setting == 0 {
+        finding(same, counts.iter().all(|&c| c == 1), &evidence);
+        let why = if no_randomize {
+            "this process has the ADDR_NO_RANDOMIZE personality (setarch -R)".to_string()
+        } else {
+            "randomize_va_space=0".to_string()
+        };
+        not_checked(moves, format!("{why}: nothing is randomized"));
+    } else if setting == 1 {
+        finding(
             "with randomize_va_space=1, stack and mmap move every run",
             counts[0] == n && counts[2] == n,
-            evidence,
-        ),
-        _ => finding(
-            "with randomize_va_space=2, stack, heap, mmap area and code move every run",
-            counts.iter().all(|&c| c == n),
-            evidence,
-        ),
+            &evidence,
+        );
+        not_checked(
+            moves,
+            "randomize_va_space=1 leaves the heap (brk) where it is",
+        );
+    } else {
+        finding(moves, counts.iter().all(|&c| c == n), evidence);
     }
     Ok(())
 }

@@ -5,17 +5,21 @@ use procfs::process::MMapPath;
 use vmbook::procinfo::{describe, maps};
 use vmbook::{finding, kb, section};
 
-/// What a line of /proc/self/maps is, in the words of the chapter.
-fn region(path: &MMapPath, perms: &str, exe: &str) -> &'static str {
+/// What a line of /proc/self/maps is, in the words of the chapter. `after_code` says whether the
+/// mapping lies above the program's code: a read-only part of the program there is its RELRO data
+/// (the GOT, `.data.rel.ro`), which the loader relocates and then makes read-only.
+fn region(path: &MMapPath, perms: &str, exe: &str, after_code: bool) -> &'static str {
     match path {
         MMapPath::Path(p) if p.file_name().is_some_and(|f| f == exe) => match perms {
             p if p.contains('x') => "program code",
             p if p.contains('w') => "program data",
+            _ if after_code => "program RELRO",
             _ => "program constants",
         },
         MMapPath::Path(_) => "shared library",
         MMapPath::Heap => "heap",
         MMapPath::Stack => "stack",
+        MMapPath::Anonymous if perms.starts_with("---") => "guard page",
         MMapPath::Anonymous => "anonymous mapping",
         MMapPath::Vdso | MMapPath::Vvar | MMapPath::Vsyscall | MMapPath::Other(_) => {
             "kernel-provided"
@@ -72,10 +76,13 @@ pub fn where_things_live() -> Result<()> {
     for kind in [
         "program code",
         "program constants",
+        "program RELRO",
         "program data",
         "heap",
         "shared library",
         "anonymous mapping",
+        "guard page",
+        "signal stack",
         "stack",
         "kernel-provided",
     ] {
@@ -121,7 +128,7 @@ pub fn where_things_live() -> Result<()> {
     Ok(())
 }
 
-/// One row of the table: one mapping (the program's data including its `.bss`).
+/// One row of the table: one mapping (a program's or library's data including its `.bss`).
 struct Row {
     start: u64,
     end: u64,
@@ -130,17 +137,30 @@ struct Row {
     name: String,
 }
 
-/// /proc/self/maps as rows. Zero-filled data a program declares without a value (its `.bss`) may
-/// spill past the last page of the file into an anonymous mapping right after the program's data;
-/// whether it does depends on the layout of each build, so that mapping is counted as program data.
+/// /proc/self/maps as rows. Zero-filled data a program or library declares without a value (its
+/// `.bss`) may spill past the last page of the file into an anonymous mapping right after its data;
+/// whether it does depends on the layout of each build, so that mapping is counted with the data.
+/// The alternate signal stack (Rust's standard library sets one up to report a stack overflow) is
+/// named as such; the guard page below it is a `---p` mapping.
 fn rows(exe: &str) -> Result<Vec<Row>> {
+    let signal_stack = signal_stack_address();
     let mut rows: Vec<Row> = Vec::new();
+    let mut code_start = None;
     for m in maps()? {
         let (start, end) = m.address;
         let perms = m.perms.as_str();
-        let kind = region(&m.pathname, &perms, exe);
+        let after_code = code_start.is_some_and(|code| start > code);
+        let mut kind = region(&m.pathname, &perms, exe, after_code);
+        if kind == "program code" {
+            code_start.get_or_insert(start);
+        }
+        if kind == "anonymous mapping" && signal_stack.is_some_and(|sp| (start..end).contains(&sp))
+        {
+            kind = "signal stack";
+        }
         if let Some(last) = rows.last_mut() {
-            let bss = kind == "anonymous mapping" && last.kind == "program data";
+            let data = last.kind == "program data" || last.kind == "shared library";
+            let bss = kind == "anonymous mapping" && data && last.perms.contains('w');
             if bss && last.end == start && last.perms == perms {
                 last.end = end;
                 continue;
@@ -155,6 +175,15 @@ fn rows(exe: &str) -> Result<Vec<Row>> {
         });
     }
     Ok(rows)
+}
+
+/// Where this thread's alternate signal stack starts, if it has one (`sigaltstack(2)`).
+fn signal_stack_address() -> Option<u64> {
+    // SAFETY: with a null new stack, sigaltstack only writes the current one into `current`.
+    let mut current: libc::stack_t = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::sigaltstack(std::ptr::null(), &mut current) };
+    let enabled = rc == 0 && current.ss_flags & libc::SS_DISABLE == 0;
+    enabled.then_some(current.ss_sp as u64)
 }
 
 fn fmt_addrs(addrs: &[Option<u64>]) -> String {
