@@ -17,12 +17,8 @@ fn room_for(asked: u64, touch: u64) -> Result<(u64, String)> {
     }
     // What is mapped already counts against the limit; keep a margin for the program's own needs.
     let used = vm_counters()?.size + (64 << 20);
-    let room = (limit as u64).saturating_sub(used) & !((1 << 30) - 1); // whole GiB
-    let why = format!(
-        "RLIMIT_AS {} leaves room for {}",
-        kb(limit as u64),
-        bytes(room)
-    );
+    let room = limit.saturating_sub(used) & !((1 << 30) - 1); // whole GiB
+    let why = format!("RLIMIT_AS {} leaves room for {}", kb(limit), bytes(room));
     Ok((asked.min(room).max(touch), why))
 }
 
