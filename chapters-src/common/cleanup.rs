@@ -2,7 +2,8 @@
 //!
 //! A shared-memory object or a named semaphore lives in `/dev/shm` until someone unlinks it, and a
 //! child lives until someone kills and reaps it. Drop handles the normal path; this module handles
-//! SIGINT, SIGTERM, SIGHUP and SIGQUIT, which would otherwise end the program without running Drop.
+//! SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGPIPE, which would otherwise end the program without
+//! running Drop (SIGKILL cannot be caught: see chapter 7).
 //!
 //! The handler only makes async-signal-safe calls (`kill`, `waitpid`, `unlink`, `signal`, `raise`:
 //! see `signal-safety(7)`): no allocation, no locks, no printing. Everything it needs was prepared on
@@ -71,27 +72,27 @@ pub fn untrack_path(slot: Option<usize>) {
     }
 }
 
-/// Remembers a child so that an interrupting signal kills and reaps it.
+/// Remembers a child so that an interrupting signal kills (SIGKILL) and reaps it.
 pub fn track_child(pid: i32) {
+    track_child_ending_with(pid, libc::SIGKILL);
+}
+
+/// Remembers a child that an interrupting signal ends with `signal` and reaps. SIGTERM is for a
+/// child that owns objects of its own (a chapter program run as a child): its own handler unlinks
+/// them before it dies, which SIGKILL would not let it do.
+///
+/// Call it with the cleanup signals blocked (as [`crate::process`] does), so that no handler can
+/// run between the moment the child exists and the moment both its pid and its signal are here.
+pub fn track_child_ending_with(pid: i32, signal: libc::c_int) {
     install();
     for (slot, cell) in CHILDREN.iter().enumerate() {
         if cell
             .compare_exchange(0, pid, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok()
         {
-            CHILD_SIGNALS[slot].store(libc::SIGKILL, Ordering::SeqCst);
+            CHILD_SIGNALS[slot].store(signal, Ordering::SeqCst);
             CHILD_PARENTS[slot].store(std::process::id() as i32, Ordering::SeqCst);
             return;
-        }
-    }
-}
-
-/// Ends a tracked child with SIGTERM instead of SIGKILL: for a child that owns objects of its own
-/// (a chapter program run as a child) and whose handler unlinks them before it dies.
-pub fn end_child_with_sigterm(pid: i32) {
-    for (slot, cell) in CHILDREN.iter().enumerate() {
-        if cell.load(Ordering::SeqCst) == pid {
-            CHILD_SIGNALS[slot].store(libc::SIGTERM, Ordering::SeqCst);
         }
     }
 }

@@ -54,6 +54,14 @@ pub fn fork_child(child: impl FnOnce() -> i32) -> Result<Pid> {
 /// Starts `command` (fork + exec) and records the child, so that an interrupting signal kills and
 /// reaps it; pair with [`wait_spawned`] or `untrack_child` once it has been waited for.
 pub fn spawn_tracked(command: &mut Command) -> Result<Child> {
+    spawn_tracked_ending_with(command, libc::SIGKILL)
+}
+
+/// [`spawn_tracked`] for a child that an interrupting signal ends with `signal` (SIGTERM: a
+/// chapter program run as a child, which cleans up after itself). The pid and the signal are
+/// recorded together while the cleanup signals are still blocked: a Ctrl-C that arrives during the
+/// spawn is handled only once both are known, so it never SIGKILLs a child that must get SIGTERM.
+pub fn spawn_tracked_ending_with(command: &mut Command, signal: libc::c_int) -> Result<Child> {
     let blocked = cleanup::block_signals();
     // SAFETY: the hook runs in the child between fork and exec, and only calls sigprocmask,
     // which is async-signal-safe. std passes the blocked mask on to the child; undo that.
@@ -67,7 +75,7 @@ pub fn spawn_tracked(command: &mut Command) -> Result<Child> {
     }
     .spawn()
     .with_context(|| format!("spawn {:?}", command.get_program()))?;
-    cleanup::track_child(child.id() as i32);
+    cleanup::track_child_ending_with(child.id() as i32, signal);
     drop(blocked);
     Ok(child)
 }

@@ -47,16 +47,16 @@ pub fn bad_input_demo(input: &Path) -> Result<()> {
     // If the pipeline itself is killed, its child is orphaned: as a subreaper, this process becomes
     // its new parent (instead of init) and can reap it.
     nix::sys::prctl::set_child_subreaper(true).context("prctl(PR_SET_CHILD_SUBREAPER)")?;
-    let pipeline = vmbook::process::spawn_tracked(
+    let pipeline = vmbook::process::spawn_tracked_ending_with(
         Command::new(exe)
             .args(args)
             .current_dir(root)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),
+        libc::SIGTERM,
     )?;
     let pid = pipeline.id();
-    vmbook::cleanup::end_child_with_sigterm(pid as i32);
     let run = vmbook::process::wait_spawned(pipeline)?;
     if run.status.signal().is_some() {
         // The orphan dies of its parent-death signal; wait for it, then remove what it left.
