@@ -34,8 +34,9 @@
 //!
 //! # The slot: [`LineSlot`]
 //!
-//! One page (4096 bytes, `repr(C)`), placed at offset 0 of a shared mapping: a `state` word for the
-//! protocol of the chapter that uses it, the line's number and full length, and up to
+//! 4096 bytes (`repr(C)`; one page where pages are 4 KiB), placed at offset 0 of a shared mapping:
+//! a `state` word for the protocol of the chapter that uses it, the line's number and full length,
+//! the time it was published, and up to
 //! [`SLOT_CAPACITY`] bytes of its text. Every field is an atomic, so the slot is safe Rust even if
 //! a protocol is wrong: a broken protocol gives torn text, never undefined behavior. The bytes are
 //! copied with `Relaxed` stores and loads; the protocol's `state` store (`Release`) and load
@@ -212,11 +213,12 @@ pub fn read_line_bounded(
 }
 
 // ANCHOR: slot
-/// The bytes of line text one [`LineSlot`] holds: the rest of a 4096-byte page.
-pub const SLOT_CAPACITY: usize = 4096 - 16;
+/// The bytes of line text one [`LineSlot`] holds: the rest of its 4096 bytes.
+pub const SLOT_CAPACITY: usize = 4096 - 24;
 
-/// One line in shared memory: a page holding a protocol word, the line's number and length, and
-/// its text. Lives at offset 0 of a shared mapping; zeroed memory is an empty slot.
+/// One line in shared memory: 4096 bytes holding a protocol word, the line's number and length,
+/// when it was published, and its text. Lives at offset 0 of a shared mapping (mmap rounds it up
+/// to whole pages, whatever the page size); zeroed memory is an empty slot.
 #[repr(C)]
 pub struct LineSlot {
     /// The protocol's word (chapter 5: seed 001's 0 = empty, 1 = line ready, 2 = no more lines).
@@ -226,11 +228,22 @@ pub struct LineSlot {
     len: AtomicU32,
     /// The line's number in the input, from 1.
     line_no: AtomicU64,
+    /// When the writer published the line ([`monotonic_ns`]): the reader times the hand-off with
+    /// its own clock reading the moment it sees the line, where the hand-off happens.
+    pub published_ns: AtomicU64,
     text: [AtomicU8; SLOT_CAPACITY],
 }
 // ANCHOR_END: slot
 
 const _: () = assert!(std::mem::size_of::<LineSlot>() == 4096);
+
+/// CLOCK_MONOTONIC in nanoseconds: one clock for every process on the machine, so a time taken
+/// in one process can be subtracted from a time taken in another.
+pub fn monotonic_ns() -> u64 {
+    use nix::time::{clock_gettime, ClockId};
+    let t = clock_gettime(ClockId::CLOCK_MONOTONIC).expect("CLOCK_MONOTONIC exists on Linux");
+    t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
+}
 
 /// seed 001's protocol values for [`LineSlot::state`].
 pub const EMPTY: u32 = 0;

@@ -61,7 +61,7 @@ enum Experiment {
         /// Write the sums here (kept); by default to a temporary file without a name, shown, then gone.
         #[arg(long)]
         output: Option<PathBuf>,
-        /// The longest line accepted, in bytes (at most the slot's 4080).
+        /// The longest line accepted, in bytes (at most the slot's 4072).
         #[arg(long, default_value_t = SLOT_CAPACITY as u64, value_parser = clap::value_parser!(u64).range(1..=SLOT_CAPACITY as u64))]
         max_line: u64,
         /// How long each side sleeps between looks at the flag (seed 001: 1000 µs).

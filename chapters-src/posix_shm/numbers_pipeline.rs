@@ -16,7 +16,8 @@ use vmbook::numbers::{self, LineSlot, DONE, READY, SLOT_CAPACITY};
 use vmbook::{cleanup, finding, section, ShmObject};
 
 /// The output file: the reader's, or a temporary one with no name at all (`O_TMPFILE`), which
-/// nothing can leave behind, not even a SIGKILL. The child opens it through the parent's
+/// nothing can leave behind, not even a SIGKILL (where the file system lacks `O_TMPFILE`: a file
+/// whose name is removed right after it is created). The child opens it through the parent's
 /// descriptor, `/proc/PID/fd/N`.
 struct Output {
     path: PathBuf,
@@ -40,12 +41,27 @@ impl Output {
             }
             None => {
                 let dir = std::env::temp_dir();
-                let file = open
-                    .custom_flags(libc::O_TMPFILE)
-                    .open(&dir)
-                    .with_context(|| {
-                        format!("open({}, O_TMPFILE) (give --output instead)", dir.display())
-                    })?;
+                let file = match open.clone().custom_flags(libc::O_TMPFILE).open(&dir) {
+                    Ok(file) => file,
+                    // Some file systems (overlayfs in older containers) have no O_TMPFILE: create
+                    // a file under a fresh name, then remove the name at once. The descriptor
+                    // keeps the file, and /proc/PID/fd/N still opens it.
+                    Err(tmpfile_error) => {
+                        let path = dir.join(&vmbook::shm::unique_name()[1..]);
+                        let slot = cleanup::track_path(&path.to_string_lossy());
+                        let file = open.create_new(true).open(&path).with_context(|| {
+                            format!(
+                                "open({}, O_TMPFILE) failed ({tmpfile_error}), and so did \
+                                 creating {} (give --output instead)",
+                                dir.display(),
+                                path.display()
+                            )
+                        });
+                        let _ = std::fs::remove_file(&path);
+                        cleanup::untrack_path(slot);
+                        file?
+                    }
+                };
                 let path = format!("/proc/{}/fd/{}", std::process::id(), file.as_raw_fd());
                 Ok(Output {
                     path: path.into(),
@@ -123,18 +139,19 @@ pub fn numbers_pipeline(
     );
     let poll = Duration::from_micros(poll_us);
     let (start, cpu_start) = (Instant::now(), cpu_time()?);
-    let (mut text, mut sent, mut handoffs) = (Vec::new(), 0u64, Vec::new());
+    let (mut text, mut sent) = (Vec::new(), 0u64);
     while let Some(full_len) = numbers::read_line_bounded(&mut lines, SLOT_CAPACITY, &mut text)
         .with_context(|| format!("read line {} of the input", sent + 1))?
     {
         // Seed 001's protocol: put the line in the slot, set the flag to 1 (ready), then poll
-        // until the child has set it back to 0 (taken).
+        // until the child has set it back to 0 (taken). The child times the hand-off from the
+        // moment stamped here to the moment its own look sees the 1.
         slot.put(sent + 1, &text, full_len);
+        slot.published_ns
+            .store(numbers::monotonic_ns(), Ordering::Relaxed);
         slot.state.store(READY, Ordering::Release);
-        let published = Instant::now();
         sent += 1;
         wait_while_ready(slot, &mut child, poll, sent)?;
-        handoffs.push(published.elapsed());
     }
     slot.state.store(DONE, Ordering::Release); // 2: no more lines
     let status = child.wait()?;
@@ -152,26 +169,12 @@ pub fn numbers_pipeline(
     for line in results.lines() {
         println!("  {line}");
     }
-    handoffs.sort();
-    if let (Some(median), Some(max)) = (handoffs.get(handoffs.len() / 2), handoffs.last()) {
+    if sent > 0 {
         println!(
-            "parent: {sent} lines, each waiting for the child to take it: median {}, longest {}",
-            fmt_time(*median),
-            fmt_time(*max)
-        );
-        println!(
-            "parent: CPU time {} in {} of wall time",
+            "parent: sent {sent} line{}; CPU time {} in {} of wall time",
+            if sent == 1 { "" } else { "s" },
             fmt_time(cpu),
             fmt_time(wall)
-        );
-        finding(
-            "with usleep polling, a line waits at least half a poll interval for the child",
-            *median >= poll / 2,
-            format!(
-                "median {} with a {} poll",
-                fmt_time(*median),
-                fmt_time(poll)
-            ),
         );
         finding(
             "every line came back in the output file, in order",
