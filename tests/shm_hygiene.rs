@@ -85,7 +85,8 @@ fn tagged_processes(tag: &str) -> Vec<i32> {
         .collect()
 }
 
-/// Waits for `child` to end, at most 20 s (then kills it and fails).
+/// Waits for `child` to end, at most 20 s (then kills it and fails, naming what hung: the
+/// process, its children and their states, from /proc).
 fn finish(mut child: Child) -> (ExitStatus, String) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -101,9 +102,27 @@ fn finish(mut child: Child) -> (ExitStatus, String) {
             return (status, err);
         }
         if Instant::now() > deadline {
+            let pid = child.id() as i32;
+            let describe = |pid: i32| {
+                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| l.starts_with("State") || l.starts_with("Sig"))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                format!("{pid} {:?}: {status}", String::from_utf8_lossy(&cmd))
+            };
+            let mut tree = vec![describe(pid)];
+            for (kid, _) in children_of(pid) {
+                tree.push(describe(kid));
+                for (grandkid, _) in children_of(kid) {
+                    tree.push(describe(grandkid));
+                }
+            }
             let _ = child.kill();
             let _ = child.wait();
-            panic!("the program did not end within 20 s");
+            panic!("the program did not end within 20 s:\n{}", tree.join("\n"));
         }
         std::thread::sleep(Duration::from_millis(2));
     }
