@@ -31,7 +31,9 @@ use support::{binary, directives, fresh_tag, leftovers, root};
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    support::signals_at_default();
+    guard
 }
 
 // ---------------------------------------------------------------------------------------------

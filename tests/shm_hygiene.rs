@@ -27,6 +27,7 @@ static TURN: Mutex<()> = Mutex::new(());
 fn turn() -> std::sync::MutexGuard<'static, ()> {
     let guard = TURN.lock().unwrap_or_else(|e| e.into_inner());
     nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+    support::signals_at_default();
     guard
 }
 

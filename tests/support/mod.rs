@@ -186,3 +186,16 @@ pub fn build_book(dir: &str) -> PathBuf {
     book.build().expect("mdbook build");
     out
 }
+
+/// Gives SIGINT, SIGQUIT, SIGTERM and SIGHUP back their default action in this test process, so
+/// that the programs it starts inherit it. A shell starts background jobs (`cargo test &`, a CI
+/// script) with SIGINT and SIGQUIT ignored, an ignored signal stays ignored across `execve`, and a
+/// program interrupted before it installs its own handler would then not be interrupted at all:
+/// the tests that send SIGINT would time out instead of testing anything.
+pub fn signals_at_default() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    for sig in [Signal::SIGINT, Signal::SIGQUIT, Signal::SIGTERM, Signal::SIGHUP] {
+        // SAFETY: installing SIG_DFL runs no code of ours in a signal context.
+        let _ = unsafe { signal(sig, SigHandler::SigDfl) };
+    }
+}

@@ -1,0 +1,24 @@
+#!/bin/sh
+# The seeds' programs, in C of the seeds' own shape, run next to the book's Rust ports on this
+# machine: what the book says about "the seed's program" is checked here. Needs cc; run from the
+# project root: tests/seeds/side_by_side.sh. Leaves nothing behind (its own names, removed).
+set -u
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"; rm -f /dev/shm/vmbook-seedc-*' EXIT INT TERM
+cd "$(dirname "$0")/../.."
+cc -O2 -Wall -o "$dir/seed001" tests/seeds/seed001_pipeline.c || exit 1
+
+echo "== seed 001: the numbers pipeline (data/numbers.txt and the seed's empty terminator line)"
+for i in 1 2 3; do
+    (cat book/data/numbers.txt; echo) | SEED_SHM_NAME=/vmbook-seedc-001 "$dir/seed001" "$dir/out"
+done
+for i in 1 2 3; do
+    target/debug/posix-shm pipeline --input book/data/numbers.txt | grep -E '^child|^finding'
+done
+echo "== seed 001 at the end of input without the empty line (killed after 2 s)"
+(timeout 2 sh -c "cat book/data/numbers.txt | SEED_SHM_NAME=/vmbook-seedc-001 $dir/seed001 $dir/out" 2>&1 |
+    tail -1)
+echo "  (6 lines of input)"
+echo "== seed 001 on one line of 700 numbers: the sums it writes"
+(python3 -c "print('1 ' * 700)"; echo) | SEED_SHM_NAME=/vmbook-seedc-001 "$dir/seed001" "$dir/out" >/dev/null
+cat "$dir/out"
