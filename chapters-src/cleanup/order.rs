@@ -147,8 +147,7 @@ pub fn what_each_call_frees(size: u64) -> Result<()> {
             let r = refs(&name, None, None)?;
             held_after_munmap_close = r.held.unwrap_or(0);
             print_refs("close", &r, None);
-            let (fell, exact) =
-                shmem_drop(|| shm_unlink(name.as_str()).context("shm_unlink"))?;
+            let (fell, exact) = shmem_drop(|| shm_unlink(name.as_str()).context("shm_unlink"))?;
             freed_at_last_step.push(("shm_unlink", fell, exact));
             print_refs("shm_unlink", &refs(&name, None, None)?, Some(fell));
         } else {

@@ -111,7 +111,7 @@ fn report_waits(
     let (median, longest) = (waits[waits.len() / 2], waits[waits.len() - 1]);
     println!(
         "child:  each line waited in the slot until the child looked: median {}, longest {} \
-         (the first line also waits for the child to start)",
+         (the first line may also wait for the child to start)",
         fmt_time(Duration::from_nanos(median)),
         fmt_time(Duration::from_nanos(longest))
     );
@@ -126,7 +126,7 @@ fn report_waits(
             "every sleep between two looks lasted at least the poll interval",
             shortest_sleep >= poll,
             format!(
-                "{sleeps} sleeps, the shortest {} for a {} poll",
+                "the shortest of its sleeps took {} for a {} poll",
                 fmt_time(shortest_sleep),
                 fmt_time(poll)
             ),

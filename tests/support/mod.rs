@@ -194,7 +194,12 @@ pub fn build_book(dir: &str) -> PathBuf {
 /// the tests that send SIGINT would time out instead of testing anything.
 pub fn signals_at_default() {
     use nix::sys::signal::{signal, SigHandler, Signal};
-    for sig in [Signal::SIGINT, Signal::SIGQUIT, Signal::SIGTERM, Signal::SIGHUP] {
+    for sig in [
+        Signal::SIGINT,
+        Signal::SIGQUIT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+    ] {
         // SAFETY: installing SIG_DFL runs no code of ours in a signal context.
         let _ = unsafe { signal(sig, SigHandler::SigDfl) };
     }
