@@ -6,7 +6,7 @@ use crate::names::in_dev_shm;
 use anyhow::{ensure, Result};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use vmbook::procinfo::{frames_visible, page_entry, page_size};
+use vmbook::procinfo::{frames_visible, page_entry, page_size, FRAMES_HIDDEN};
 use vmbook::{finding, not_checked, section, ShmObject};
 
 /// Writes `text` into `cells` (cut to fit), then a terminating zero if there is room.
@@ -97,7 +97,7 @@ pub fn exec_child_maps_elsewhere() -> Result<()> {
         ),
         _ => not_checked(
             "both addresses lead to the same physical frame",
-            "frame numbers in pagemap need CAP_SYS_ADMIN",
+            FRAMES_HIDDEN,
         ),
     }
     Ok(())
