@@ -61,16 +61,20 @@ pub fn page_sizes() -> Result<()> {
             bytes(after - before)
         ),
     );
-    let claim = "a transparent huge page is a whole number of base pages";
+    // A page table is one page of 8-byte entries; one entry a level up maps all it maps.
+    let entries = page / 8;
+    let claim = "a transparent huge page is as many base pages as one page table has entries \
+                 (one page of 8-byte entries)";
     match thp {
         Some(h) => finding(
             claim,
-            h % page == 0 && h > page,
+            h % page == 0 && h / page == entries,
             format!(
-                "{} / {} = {}",
+                "{} / {} = {} pages; {} / 8 bytes = {entries} entries",
                 bytes(h as u64),
                 bytes(page as u64),
-                h / page
+                h / page,
+                bytes(page as u64)
             ),
         ),
         None => not_checked(

@@ -1,5 +1,6 @@
 //! ASLR: fresh processes of this program, and where their stack, heap, mmap area and code land.
 
+use crate::maps::personality;
 use anyhow::{ensure, Context, Result};
 use std::process::{Command, Stdio};
 use vmbook::process::{spawn_tracked, wait_spawned};
@@ -23,13 +24,6 @@ pub fn aslr_probe() -> Result<()> {
 
 /// The flag `setarch -R` sets in the process personality (`personality(2)`).
 const ADDR_NO_RANDOMIZE: u32 = 0x0040000;
-
-/// This process's personality, from /proc/self/personality (hexadecimal).
-fn personality() -> Result<u32> {
-    let text =
-        std::fs::read_to_string("/proc/self/personality").context("read /proc/self/personality")?;
-    u32::from_str_radix(text.trim(), 16).context("parse /proc/self/personality")
-}
 
 // ANCHOR: layout_moves_every_run
 pub fn layout_moves_every_run(runs: u32) -> Result<()> {

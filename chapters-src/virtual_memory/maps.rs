@@ -1,9 +1,10 @@
 //! Where each kind of value lives: this process's own /proc/self/maps, annotated.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};
 use procfs::process::MMapPath;
 use vmbook::procinfo::{describe, maps};
-use vmbook::{finding, kb, section};
+use vmbook::{finding, kb, not_checked, section};
 
 /// What a line of /proc/self/maps is, in the words of the chapter. `after_code` says whether the
 /// mapping lies above the program's code: a read-only part of the program there is its RELRO data
@@ -26,6 +27,30 @@ fn region(path: &MMapPath, perms: &str, exe: &str, after_code: bool) -> &'static
         }
         _ => "other",
     }
+}
+
+/// This process's personality flags (`personality(2)`), from /proc/self/personality (hexadecimal).
+pub fn personality() -> Result<u32> {
+    let text =
+        std::fs::read_to_string("/proc/self/personality").context("read /proc/self/personality")?;
+    u32::from_str_radix(text.trim(), 16).context("parse /proc/self/personality")
+}
+
+/// Why the kernel gave this process the legacy, bottom-up layout (the mmap area starting low, at a
+/// third of the address space), if it did: the choice is made at `execve`, from these three.
+fn legacy_layout() -> Result<Option<String>> {
+    const ADDR_COMPAT_LAYOUT: u32 = 0x0200000;
+    let (stack, _) = getrlimit(Resource::RLIMIT_STACK).context("getrlimit(RLIMIT_STACK)")?;
+    let sysctl = std::fs::read_to_string("/proc/sys/vm/legacy_va_layout").unwrap_or_default();
+    Ok(if personality()? & ADDR_COMPAT_LAYOUT != 0 {
+        Some("the ADDR_COMPAT_LAYOUT personality".into())
+    } else if stack == RLIM_INFINITY {
+        Some("an unlimited stack size (ulimit -s unlimited)".into())
+    } else if sysctl.trim().parse::<u32>().unwrap_or(0) != 0 {
+        Some("vm.legacy_va_layout".into())
+    } else {
+        None
+    })
 }
 
 // ANCHOR: where_things_live
@@ -117,14 +142,18 @@ pub fn where_things_live() -> Result<()> {
     let order = ["program code", "heap", "shared library", "stack"];
     let starts: Vec<Option<u64>> = order.iter().map(|k| lowest(k)).collect();
     let ascending = starts.iter().all(Option::is_some) && starts.windows(2).all(|w| w[0] < w[1]);
-    finding(
-        "from low to high addresses: program code, heap, shared libraries, stack",
-        ascending,
-        format!(
-            "first addresses of program code, heap, libraries, stack: {}",
-            fmt_addrs(&starts)
-        ),
+    let evidence = format!(
+        "first addresses of program code, heap, libraries, stack: {}",
+        fmt_addrs(&starts)
     );
+    let claim = "from low to high addresses: program code, heap, shared libraries, stack";
+    match legacy_layout()? {
+        Some(why) => not_checked(
+            claim,
+            format!("{why} gives this process the legacy layout, mmap area below the program; {evidence}"),
+        ),
+        None => finding(claim, ascending, evidence),
+    }
     Ok(())
 }
 
