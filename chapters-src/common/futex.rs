@@ -3,9 +3,12 @@
 //! A futex is an ordinary aligned `u32` in memory plus two system calls (see `futex(2)`):
 //! [`wait`] sleeps in the kernel *only if* the word still holds the value the caller expects (the
 //! check and the sleep are one atomic step, so a wake-up cannot slip in between), and [`wake`]
-//! wakes up to `n` sleepers on that word. Neither call uses `FUTEX_PRIVATE_FLAG`: the kernel keys
-//! the wait queue on the physical page, so a wake in one process reaches a waiter in another that
-//! maps the same memory (a `MAP_SHARED` mapping or a POSIX shared-memory object).
+//! wakes up to `n` sleepers on that word. Neither call uses `FUTEX_PRIVATE_FLAG`, so the futex is
+//! shared: the kernel finds its wait queue by what backs the word, the memory object (the inode of a
+//! file or `tmpfs` object, the shmem object of a `MAP_SHARED|MAP_ANONYMOUS` mapping) and the
+//! offset in it, not by the virtual address. A wake in one process therefore reaches a waiter in
+//! another that maps the same memory at another address. (A private futex is keyed by the address
+//! space and the virtual address, which is cheaper and works only within one process.)
 //!
 //! The word itself is only a hint about whether to sleep; what it means is up to the caller, who
 //! changes it with atomic operations *before* calling [`wake`].

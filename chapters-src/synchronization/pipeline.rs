@@ -12,7 +12,11 @@ use vmbook::numbers::{sum_slot_line, LineSlot, DONE, EMPTY, READY};
 use vmbook::process::wait_child;
 use vmbook::{cleanup, finding, futex, section, ShmObject};
 
-/// The page before the slots: when the line in each slot was ready to send, what the child measured.
+/// The size of one slot, and of the header before them: 4096 bytes (a page where pages are 4 KiB).
+const SLOT: usize = std::mem::size_of::<LineSlot>();
+const _: () = assert!(std::mem::size_of::<PipeHeader>() <= SLOT);
+
+/// The 4096 bytes before the slots: when the line in each slot was ready to send, what the child measured.
 #[repr(C)]
 struct PipeHeader {
     ready_at: [AtomicU64; 64],
@@ -35,13 +39,13 @@ fn input_line(i: u64) -> String {
 }
 
 fn slots_of(shm: &ShmObject, slots: usize) -> Result<(&PipeHeader, Vec<&LineSlot>)> {
-    // SAFETY: the object is (1 + slots) pages long and lives as long as `shm`; the header page is
+    // SAFETY: the object is (1 + slots) × SLOT bytes long and lives as long as `shm`; the header page is
     // all atomics, and every process uses the slots through LineSlot only.
     let header = unsafe { &*(shm.as_ptr() as *const PipeHeader) };
     let mut v = Vec::new();
     for i in 0..slots {
         // SAFETY: as above; page i + 1 of the object.
-        v.push(unsafe { LineSlot::at(shm.as_ptr().add(4096 * (i + 1)), 4096)? });
+        v.push(unsafe { LineSlot::at(shm.as_ptr().add(SLOT * (i + 1)), SLOT)? });
     }
     Ok((header, v))
 }
@@ -139,7 +143,7 @@ fn sum_lines(
 
 /// Runs the pipeline once; returns (results file, wall ns, CPU ns of both sides, median latency).
 fn run_pipeline(lines: u64, slots: usize, futex_wait: bool) -> Result<(Vec<u8>, u64, u64, u64)> {
-    let shm = ShmObject::create(4096 * (1 + slots))?;
+    let shm = ShmObject::create(SLOT * (1 + slots))?;
     let (header, ring) = slots_of(&shm, slots)?;
     let path = std::env::temp_dir().join(format!("{}.txt", &vmbook::shm::unique_name()[1..]));
     let slot = cleanup::track_path(&path.to_string_lossy());

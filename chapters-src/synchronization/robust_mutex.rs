@@ -79,7 +79,7 @@ pub fn robust_mutex(timeout_ms: u64) -> Result<()> {
     let m = account.mutex.get();
     let rc = timed_lock(m, timeout);
     println!(
-        "robust mutex: the next pthread_mutex_lock returns {}",
+        "robust mutex: the next lock (pthread_mutex_timedlock) returns {}",
         errno_name(rc)
     );
     let (debit, credit) = (
@@ -104,7 +104,7 @@ pub fn robust_mutex(timeout_ms: u64) -> Result<()> {
     }
     let again = timed_lock(m, timeout);
     println!(
-        "  the next pthread_mutex_lock returns {}",
+        "  the next lock (pthread_mutex_timedlock) returns {}",
         errno_name(again)
     );
     if again == 0 {
@@ -138,7 +138,7 @@ pub fn robust_mutex(timeout_ms: u64) -> Result<()> {
     finding(
         "after its owner dies, the next locker of a robust mutex gets EOWNERDEAD",
         rc == libc::EOWNERDEAD,
-        format!("pthread_mutex_lock returned {}", errno_name(rc)),
+        format!("pthread_mutex_timedlock returned {}", errno_name(rc)),
     );
     finding(
         "repaired and marked consistent, the mutex works again",

@@ -44,3 +44,15 @@ kill -STOP "$pid"
 sleep 1.2
 kill -CONT "$pid"
 wait "$pid"
+
+echo "== seed 001's flag loops (plain int busy loop, plain int with usleep, volatile busy loop)"
+for cc_name in cc clang; do
+    command -v "$cc_name" >/dev/null || { echo "($cc_name: not installed)"; continue; }
+    for level in 0 1 2; do
+        "$cc_name" -O$level -w -o "$dir/flag" tests/seeds/seed_001_flag.c || exit 1
+        for how in busy usleep volatile; do
+            printf '%s -O%s: ' "$cc_name" "$level"
+            "$dir/flag" "$how"
+        done
+    done
+done
