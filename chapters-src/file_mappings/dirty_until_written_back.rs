@@ -2,7 +2,8 @@
 //! comes later. msync(MS_SYNC) and fsync write the dirty pages now, and the kernel write-protects
 //! them again so that it notices the next store.
 
-use crate::scratch::{dirty_bytes, FileMap, Scratch};
+use crate::file_map::{dirty_bytes, FileMap};
+use crate::scratch::Scratch;
 use anyhow::{Context, Result};
 use nix::sys::mman::{msync, MapFlags, MsFlags, ProtFlags};
 use procfs::Current;
@@ -34,7 +35,12 @@ pub fn dirty_until_written_back(scratch: &Scratch, pages: usize) -> Result<()> {
     let len = pages * page;
     let file = scratch.unnamed_file()?;
     file.set_len(len as u64).context("ftruncate")?;
-    let map = FileMap::new(&file, len, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_SHARED)?;
+    let map = FileMap::new(
+        &file,
+        len,
+        ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+        MapFlags::MAP_SHARED,
+    )?;
     let system_before = dirty_system_wide()?;
     // ANCHOR: dirty_until_written_back
     let first = store_each_page(&map, b'a')?; // the first store to each page faults it in
@@ -53,12 +59,40 @@ pub fn dirty_until_written_back(scratch: &Scratch, pages: usize) -> Result<()> {
     let system_after = dirty_system_wide()?;
     let pages_of = |b: u64| format!("{} of {pages} pages", b / page as u64);
     println!("{:<34} {:>18} {:>12}", "", "dirty in smaps", "page faults");
-    println!("{:<34} {:>18} {:>12}", "first store to each page", pages_of(dirty_after_stores), format!("{first} faults"));
-    println!("{:<34} {:>18} {:>12}", "second store, before msync", "", format!("{again} faults"));
-    println!("{:<34} {:>18} {:>12}", "after msync(MS_SYNC)", pages_of(dirty_after_msync), "");
-    println!("{:<34} {:>18} {:>12}", "a store to each page after msync", pages_of(dirty_again), format!("{after_msync} faults"));
-    println!("{:<34} {:>18} {:>12}", "after fsync", pages_of(dirty_after_fsync), "");
-    println!("msync(MS_SYNC) of {pages} dirty pages took {}", per(msync_time, 1));
+    println!(
+        "{:<34} {:>18} {:>12}",
+        "first store to each page",
+        pages_of(dirty_after_stores),
+        format!("{first} faults")
+    );
+    println!(
+        "{:<34} {:>18} {:>12}",
+        "second store, before msync",
+        "",
+        format!("{again} faults")
+    );
+    println!(
+        "{:<34} {:>18} {:>12}",
+        "after msync(MS_SYNC)",
+        pages_of(dirty_after_msync),
+        ""
+    );
+    println!(
+        "{:<34} {:>18} {:>12}",
+        "a store to each page after msync",
+        pages_of(dirty_again),
+        format!("{after_msync} faults")
+    );
+    println!(
+        "{:<34} {:>18} {:>12}",
+        "after fsync",
+        pages_of(dirty_after_fsync),
+        ""
+    );
+    println!(
+        "msync(MS_SYNC) of {pages} dirty pages took {}",
+        per(msync_time, 1)
+    );
     println!(
         "for context, Dirty in /proc/meminfo (the whole machine): {} before, {} after the stores",
         kb(system_before),
@@ -66,7 +100,10 @@ pub fn dirty_until_written_back(scratch: &Scratch, pages: usize) -> Result<()> {
     );
     vmbook::pause::here(
         "the file is mapped and dirty again after the last stores and fsync",
-        &["grep -A20 vmbook-file-mappings /proc/PID/smaps", "grep -e Dirty -e Writeback /proc/meminfo"],
+        &[
+            "grep -A20 vmbook-file-mappings /proc/PID/smaps",
+            "grep -e Dirty -e Writeback /proc/meminfo",
+        ],
     );
     let whole = len as u64;
     finding(
@@ -100,7 +137,14 @@ pub fn dirty_until_written_back(scratch: &Scratch, pages: usize) -> Result<()> {
         if scratch.disk {
             finding(claim, holds, evidence);
         } else {
-            not_checked(claim, format!("{} is {}: no writeback, nothing for msync to write", scratch.dir.display(), scratch.fs));
+            not_checked(
+                claim,
+                format!(
+                    "{} is {}: no writeback, nothing for msync to write",
+                    scratch.dir.display(),
+                    scratch.fs
+                ),
+            );
         }
     }
     Ok(())

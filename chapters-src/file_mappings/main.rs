@@ -4,7 +4,9 @@
 //! name, sealed and passed over a Unix socket.
 
 mod dirty_until_written_back;
+mod file_map;
 mod major_faults_wait_for_the_disk;
+mod memfd_creator;
 mod memfd_leaves_nothing;
 mod memfd_receiver;
 mod private_mapping_copies_on_write;
@@ -132,6 +134,8 @@ fn run(experiment: Experiment, scratch: &Scratch) -> Result<()> {
         Experiment::Major { pages } => major_faults_wait_for_the_disk(scratch, pages),
         Experiment::Sigbus => sigbus_past_end_of_file(scratch),
         Experiment::Memfd { size } => memfd_leaves_nothing(size as usize),
-        Experiment::ReadChild { .. } | Experiment::MemfdReceiver => unreachable!("child roles return above"),
+        Experiment::ReadChild { .. } | Experiment::MemfdReceiver => {
+            unreachable!("child roles return above")
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! Page faults that wait for a disk: drop a file's pages from the page cache, touch its mapping,
 //! and count major faults (readahead, fault-around, MADV_RANDOM, mincore residency).
 
-use crate::scratch::{FileMap, Scratch};
+use crate::file_map::FileMap;
+use crate::scratch::Scratch;
 use anyhow::{Context, Result};
 use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
 use nix::sys::mman::{madvise, MapFlags, MmapAdvise, ProtFlags};
@@ -29,7 +30,11 @@ fn touch(map: &FileMap) -> Result<Pass> {
     }
     let time = start.elapsed();
     let after = page_faults()?;
-    Ok(Pass { minor: after.0 - minor, major: after.1 - major, time })
+    Ok(Pass {
+        minor: after.0 - minor,
+        major: after.1 - major,
+        time,
+    })
 }
 // ANCHOR_END: touch
 
@@ -37,7 +42,8 @@ fn touch(map: &FileMap) -> Result<Pass> {
 /// Drops the file's (clean, unmapped) pages from the page cache; says how, or why it could not.
 fn drop_from_page_cache(file: &File, len: usize) -> Result<Result<&'static str, String>> {
     file.sync_all().context("fsync")?; // only clean pages can be dropped
-    posix_fadvise(file, 0, len as i64, PosixFadviseAdvice::POSIX_FADV_DONTNEED).context("posix_fadvise")?;
+    posix_fadvise(file, 0, len as i64, PosixFadviseAdvice::POSIX_FADV_DONTNEED)
+        .context("posix_fadvise")?;
     let map = FileMap::new(file, len, ProtFlags::PROT_READ, MapFlags::MAP_SHARED)?;
     if map.resident_pages()? == 0 {
         return Ok(Ok("posix_fadvise(POSIX_FADV_DONTNEED)"));
@@ -47,8 +53,13 @@ fn drop_from_page_cache(file: &File, len: usize) -> Result<Result<&'static str, 
     // SAFETY: the range is exactly our mapping; paging out clean file pages loses nothing.
     match unsafe { madvise(map.as_non_null(), len, MmapAdvise::MADV_PAGEOUT) } {
         Ok(()) if map.resident_pages()? == 0 => Ok(Ok("madvise(MADV_PAGEOUT)")),
-        Ok(()) => Ok(Err(format!("{} of the file's pages stayed in the page cache", map.resident_pages()?))),
-        Err(e) => Ok(Err(format!("the page cache kept the pages, and MADV_PAGEOUT failed: {e}"))),
+        Ok(()) => Ok(Err(format!(
+            "{} of the file's pages stayed in the page cache",
+            map.resident_pages()?
+        ))),
+        Err(e) => Ok(Err(format!(
+            "the page cache kept the pages, and MADV_PAGEOUT failed: {e}"
+        ))),
     }
 }
 // ANCHOR_END: drop_from_page_cache
@@ -57,7 +68,8 @@ fn drop_from_page_cache(file: &File, len: usize) -> Result<Result<&'static str, 
 fn readahead_bytes(file: &File) -> Option<u64> {
     let dev = file.metadata().ok()?.dev();
     let (major, minor) = (libc::major(dev), libc::minor(dev));
-    let kb = std::fs::read_to_string(format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb")).ok()?;
+    let kb =
+        std::fs::read_to_string(format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb")).ok()?;
     kb.trim().parse::<u64>().ok().map(|kb| kb * 1024)
 }
 
@@ -83,28 +95,46 @@ pub fn major_faults_wait_for_the_disk(scratch: &Scratch, pages: usize) -> Result
     let dropped_again = drop_from_page_cache(&file, len)?;
     let random_map = FileMap::new(&file, len, ProtFlags::PROT_READ, MapFlags::MAP_SHARED)?;
     // SAFETY: the range is exactly our mapping; MADV_RANDOM only turns readahead off for it.
-    unsafe { madvise(random_map.as_non_null(), len, MmapAdvise::MADV_RANDOM) }.context("madvise(MADV_RANDOM)")?;
+    unsafe { madvise(random_map.as_non_null(), len, MmapAdvise::MADV_RANDOM) }
+        .context("madvise(MADV_RANDOM)")?;
     let random = touch(&random_map)?; // cold again, with readahead off
-    // ANCHOR_END: major_faults
+                                      // ANCHOR_END: major_faults
     match &dropped {
         Ok(how) => println!("{pages} pages dropped from the page cache with {how}"),
         Err(why) => println!("the pages could not be dropped: {why}"),
     }
     match readahead {
-        Some(bytes) => println!("readahead window of the file's device (read_ahead_kb): {}", vmbook::bytes(bytes)),
+        Some(bytes) => println!(
+            "readahead window of the file's device (read_ahead_kb): {}",
+            vmbook::kb(bytes)
+        ),
         None => println!("readahead window of the file's device: not found in /sys/class/bdi"),
     }
-    println!("{:<44} {:>14} {:>14} {:>10}", "reading one byte of each page", "major faults", "minor faults", "time");
+    println!(
+        "{:<44} {:>14} {:>14} {:>10}",
+        "reading one byte of each page", "major faults", "minor faults", "time"
+    );
     for (what, pass) in [
         ("dropped from the page cache", &cold),
         ("the same mapping again", &warm),
         ("a new mapping, pages cached", &fresh),
         ("dropped again, MADV_RANDOM (no readahead)", &random),
     ] {
-        println!("{what:<44} {:>14} {:>14} {:>10}", format!("{} faults", pass.major), format!("{} faults", pass.minor), per(pass.time, 1));
+        println!(
+            "{what:<44} {:>14} {:>14} {:>10}",
+            format!("{} faults", pass.major),
+            format!("{} faults", pass.minor),
+            per(pass.time, 1)
+        );
     }
     println!("mincore: {resident_before} of {pages} pages resident before the first pass, {resident_after} after");
-    vmbook::pause::here("the file is mapped with MADV_RANDOM", &["grep -A12 vmbook-file-mappings /proc/PID/smaps", "ps -o min_flt,maj_flt -p PID"]);
+    vmbook::pause::here(
+        "the file is mapped with MADV_RANDOM",
+        &[
+            "grep -A12 vmbook-file-mappings /proc/PID/smaps",
+            "ps -o min_flt,maj_flt -p PID",
+        ],
+    );
     let why = match (&dropped, &dropped_again) {
         _ if !scratch.disk => Some(format!(
             "{} is {}: its pages live only in memory, there is no disk to read them from",
@@ -133,11 +163,18 @@ pub fn major_faults_wait_for_the_disk(scratch: &Scratch, pages: usize) -> Result
         warm.major == 0,
         format!("{} major faults", warm.major),
     );
-    let readahead_claim = "with readahead, one major fault brings in many pages: fewer major faults than pages";
+    let readahead_claim =
+        "with readahead, one major fault brings in many pages: fewer major faults than pages";
     match readahead {
-        Some(bytes) if bytes < 2 * page as u64 => not_checked(readahead_claim, "read_ahead_kb is below two pages"),
+        Some(bytes) if bytes < 2 * page as u64 => {
+            not_checked(readahead_claim, "read_ahead_kb is below two pages")
+        }
         _ if pages < 2 => not_checked(readahead_claim, "one page is too few to see readahead"),
-        _ => report(readahead_claim, cold.major < pages as i64, format!("{} major faults for {pages} pages", cold.major)),
+        _ => report(
+            readahead_claim,
+            cold.major < pages as i64,
+            format!("{} major faults for {pages} pages", cold.major),
+        ),
     }
     report(
         "with MADV_RANDOM there is no readahead: each page read costs its own major fault",
@@ -153,8 +190,16 @@ fn fault_around(faults: i64, pages: usize) {
     let claim = "a new mapping of a cached file takes fewer faults than pages: each read fault maps cached neighbours (fault-around)";
     let setting = std::fs::read_to_string("/sys/kernel/debug/fault_around_bytes").ok();
     match setting.and_then(|s| s.trim().parse::<usize>().ok()) {
-        Some(bytes) if bytes <= page_size() => not_checked(claim, "fault_around_bytes is one page: fault-around is off"),
-        _ if pages < 32 => not_checked(claim, "fewer than 32 pages are too few to see fault-around"),
-        _ => finding(claim, faults * 2 <= pages as i64, format!("{faults} faults for {pages} pages")),
+        Some(bytes) if bytes <= page_size() => {
+            not_checked(claim, "fault_around_bytes is one page: fault-around is off")
+        }
+        _ if pages < 32 => {
+            not_checked(claim, "fewer than 32 pages are too few to see fault-around")
+        }
+        _ => finding(
+            claim,
+            faults * 2 <= pages as i64,
+            format!("{faults} faults for {pages} pages"),
+        ),
     }
 }

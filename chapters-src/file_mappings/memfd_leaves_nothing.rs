@@ -2,47 +2,21 @@
 //! descriptor over a Unix socket to an exec'd receiver; killing the creator with SIGKILL leaves
 //! nothing to clean up anywhere, and the memory lives exactly as long as someone holds it.
 
+use crate::file_map::text;
+use crate::memfd_creator::create_seal_and_send;
 use crate::memfd_receiver::{receive_line, MESSAGE};
-use crate::scratch::{text, FileMap};
 use anyhow::{ensure, Context, Result};
-use nix::fcntl::{fcntl, FcntlArg, SealFlag};
-use nix::sys::memfd::{memfd_create, MFdFlags};
-use nix::sys::mman::{MapFlags, ProtFlags};
 use nix::sys::signal::{kill, Signal};
-use nix::sys::socket::{sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{sendmsg, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use nix::sys::wait::WaitStatus;
-use nix::unistd::{ftruncate, pipe, read, write};
+use nix::unistd::{pipe, read, write};
 use std::collections::HashMap;
 use std::io::IoSlice;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 use vmbook::process::{fork_child, spawn_tracked, wait_child, wait_spawned};
 use vmbook::shm::unique_name;
 use vmbook::{finding, section};
-
-// ANCHOR: creator
-/// The creator: a memfd, filled through a mapping, sealed, and its descriptor sent to the receiver.
-/// Returns the memfd (the creator keeps it open) and the outcome of sealing it against writes
-/// while the writable mapping existed.
-fn create_seal_and_send(socket: &OwnedFd, name: &str, size: usize) -> Result<(OwnedFd, String)> {
-    let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING).context("memfd_create")?;
-    ftruncate(&fd, size as i64).context("ftruncate")?;
-    let map = FileMap::new(&fd, size, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_SHARED)?;
-    map.write_bytes(0, MESSAGE);
-    let while_mapped = fcntl(&fd, FcntlArg::F_ADD_SEALS(SealFlag::F_SEAL_WRITE));
-    drop(map); // munmap: no writable shared mapping is left
-    let seals = SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_WRITE;
-    fcntl(&fd, FcntlArg::F_ADD_SEALS(seals)).context("fcntl(F_ADD_SEALS)")?;
-    let refused = while_mapped.err().map(|e| e.to_string()).unwrap_or("accepted".into());
-    println!("creator (pid {}): memfd_create({name:?}), stored {}", std::process::id(), text(MESSAGE));
-    println!("creator: F_SEAL_WRITE while its writable MAP_SHARED mapping exists: {refused}");
-    println!("creator: after munmap, F_SEAL_SHRINK|F_SEAL_GROW|F_SEAL_WRITE: added; sending the descriptor");
-    let fds = [fd.as_raw_fd()];
-    let cmsg = [ControlMessage::ScmRights(&fds)];
-    sendmsg::<()>(socket.as_raw_fd(), &[IoSlice::new(b"memfd")], &cmsg, MsgFlags::empty(), None).context("sendmsg(SCM_RIGHTS)")?;
-    Ok((fd, refused))
-}
-// ANCHOR_END: creator
 
 /// The pids of the processes whose descriptors or mappings lead to the memfd `name`, among those
 /// this one may look into (another user's /proc/PID/fd is closed to us, but they never had it).
@@ -51,9 +25,12 @@ fn holders(name: &str) -> Vec<i32> {
     let mut found = Vec::new();
     let pids = std::fs::read_dir("/proc").into_iter().flatten().flatten();
     for pid in pids.filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok()) {
-        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
         let by_fd = fds.flatten().any(|fd| {
-            std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy().starts_with(mark.trim_end()))
+            std::fs::read_link(fd.path())
+                .is_ok_and(|l| l.to_string_lossy().starts_with(mark.trim_end()))
         });
         let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
         if by_fd || maps.contains(&mark) {
@@ -65,31 +42,53 @@ fn holders(name: &str) -> Vec<i32> {
 
 /// Entries of /dev/shm whose name contains `name`.
 fn in_dev_shm(name: &str) -> usize {
-    let entries = std::fs::read_dir("/dev/shm").into_iter().flatten().flatten();
-    entries.filter(|e| e.file_name().to_string_lossy().contains(name)).count()
+    let entries = std::fs::read_dir("/dev/shm")
+        .into_iter()
+        .flatten()
+        .flatten();
+    entries
+        .filter(|e| e.file_name().to_string_lossy().contains(name))
+        .count()
 }
 
 pub fn memfd_leaves_nothing(size: usize) -> Result<()> {
     section("memfd: shared memory with no name, sealed, passed over a Unix socket");
     let name = unique_name().trim_start_matches('/').to_string();
     // ANCHOR: memfd_leaves_nothing
-    let (socket, receiver_end) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC).context("socketpair")?;
+    let (socket, receiver_end) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .context("socketpair")?;
     let exe = std::env::current_exe().context("find this program's path")?;
     let mut command = Command::new(exe);
-    command.arg("memfd-receiver").stdin(Stdio::from(receiver_end)); // a new program; fd 0 is its socket
+    command
+        .arg("memfd-receiver")
+        .stdin(Stdio::from(receiver_end)); // a new program; fd 0 is its socket
     let receiver = spawn_tracked(&mut command)?;
     let receiver_pid = receiver.id() as i32;
     let (from_creator, to_parent) = pipe().context("pipe")?;
-    let creator = fork_child(|| match create_seal_and_send(&socket, &name, size) {
-        Ok((_memfd, refused)) => {
-            let _ = write(&to_parent, refused.as_bytes());
-            loop {
-                nix::unistd::pause(); // keeps the memfd open until it is killed
-            }
+    let parent = nix::unistd::getpid();
+    let creator = fork_child(|| {
+        // The creator dies with this process, so that it never outlives the experiment.
+        if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err()
+            || nix::unistd::getppid() != parent
+        {
+            return 1;
         }
-        Err(e) => {
-            eprintln!("creator: {e:#}");
-            1
+        match create_seal_and_send(&socket, &name, size) {
+            Ok((_memfd, refused)) => {
+                let _ = write(&to_parent, refused.as_bytes());
+                loop {
+                    nix::unistd::pause(); // keeps the memfd open until it is killed
+                }
+            }
+            Err(e) => {
+                eprintln!("creator: {e:#}");
+                1
+            }
         }
     })?;
     drop(to_parent);
@@ -100,12 +99,22 @@ pub fn memfd_leaves_nothing(size: usize) -> Result<()> {
     let holding_before = holders(&name);
     vmbook::pause::here(
         "the creator and the receiver both hold the memfd",
-        &[&format!("ls -l /proc/{receiver_pid}/fd; grep memfd /proc/{receiver_pid}/maps"), "ls /dev/shm"],
+        &[
+            &format!("ls -l /proc/{receiver_pid}/fd; grep memfd /proc/{receiver_pid}/maps"),
+            "ls /dev/shm",
+        ],
     );
     kill(creator, Signal::SIGKILL).context("kill(SIGKILL)")?;
     let creator_status = wait_child(creator)?;
     println!("the creator (pid {creator}) was killed by SIGKILL");
-    sendmsg::<()>(socket.as_raw_fd(), &[IoSlice::new(b"again")], &[], MsgFlags::empty(), None).context("sendmsg")?;
+    sendmsg::<()>(
+        socket.as_raw_fd(),
+        &[IoSlice::new(b"again")],
+        &[],
+        MsgFlags::empty(),
+        None,
+    )
+    .context("sendmsg")?;
     let second = receive_line(&socket)?; // what the receiver reads with its creator gone
     let holding_after_kill = holders(&name);
     drop(socket); // end of file for the receiver: it exits
@@ -114,7 +123,10 @@ pub fn memfd_leaves_nothing(size: usize) -> Result<()> {
     let named = in_dev_shm(&name);
     // ANCHOR_END: memfd_leaves_nothing
     let who = |pids: &[i32]| -> String {
-        let others = pids.iter().filter(|&&p| p != creator.as_raw() && p != receiver_pid).count();
+        let others = pids
+            .iter()
+            .filter(|&&p| p != creator.as_raw() && p != receiver_pid)
+            .count();
         let mut names = Vec::new();
         if pids.contains(&creator.as_raw()) {
             names.push("the creator".to_string());
@@ -125,13 +137,28 @@ pub fn memfd_leaves_nothing(size: usize) -> Result<()> {
         if others > 0 {
             names.push(format!("{others} other processes"));
         }
-        if names.is_empty() { "nobody".into() } else { names.join(" and ") }
+        if names.is_empty() {
+            "nobody".into()
+        } else {
+            names.join(" and ")
+        }
     };
     println!("holding the memfd (a descriptor or a mapping, in /proc/*/fd and /proc/*/maps):");
-    println!("  while both live: {}; after the SIGKILL: {}; after the receiver exited: {}", who(&holding_before), who(&holding_after_kill), who(&holding_at_end));
+    println!(
+        "  while both live: {}; after the SIGKILL: {}; after the receiver exited: {}",
+        who(&holding_before),
+        who(&holding_after_kill),
+        who(&holding_at_end)
+    );
     println!("entries in /dev/shm with its name, at the end: {named}");
-    let f: HashMap<&str, &str> = first.split('\t').filter_map(|kv| kv.split_once('=')).collect();
-    let s: HashMap<&str, &str> = second.split('\t').filter_map(|kv| kv.split_once('=')).collect();
+    let f: HashMap<&str, &str> = first
+        .split('\t')
+        .filter_map(|kv| kv.split_once('='))
+        .collect();
+    let s: HashMap<&str, &str> = second
+        .split('\t')
+        .filter_map(|kv| kv.split_once('='))
+        .collect();
     let get = |m: &HashMap<&str, &str>, k: &str| m.get(k).copied().unwrap_or("").to_string();
     let refused = String::from_utf8_lossy(&refused[..n]).into_owned();
     finding(
@@ -148,7 +175,10 @@ pub fn memfd_leaves_nothing(size: usize) -> Result<()> {
     finding(
         "the seals refuse the receiver's ftruncate, write(2) and writable shared mmap with EPERM",
         refusals.iter().all(|r| r.starts_with("EPERM")),
-        format!("ftruncate {}, write {}, mmap {}", refusals[0], refusals[1], refusals[2]),
+        format!(
+            "ftruncate {}, write {}, mmap {}",
+            refusals[0], refusals[1], refusals[2]
+        ),
     );
     let link = get(&f, "link");
     finding(

@@ -2,7 +2,7 @@
 //! end of a Unix socket. It takes the descriptor out of a message, maps it, tries to change it,
 //! and reports to the parent through the same socket.
 
-use crate::scratch::{text, FileMap};
+use crate::file_map::{text, FileMap};
 use anyhow::{bail, ensure, Context, Result};
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, SealFlag};
@@ -21,7 +21,10 @@ pub const MESSAGE: &[u8] = b"stored by the creator";
 pub fn receive_line(socket: &impl AsFd) -> Result<String> {
     let mut buf = [0u8; 4096];
     let n = recv(socket.as_fd().as_raw_fd(), &mut buf, MsgFlags::empty()).context("recv")?;
-    ensure!(n > 0, "the other process closed the socket before it answered");
+    ensure!(
+        n > 0,
+        "the other process closed the socket before it answered"
+    );
     Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
@@ -34,7 +37,10 @@ fn errno_of(result: Result<(), Errno>) -> String {
 
 /// The seals as the reader would write them.
 fn seal_names(seals: SealFlag) -> String {
-    let names: Vec<String> = seals.iter_names().map(|(name, _)| name.to_string()).collect();
+    let names: Vec<String> = seals
+        .iter_names()
+        .map(|(name, _)| name.to_string())
+        .collect();
     names.join("|")
 }
 
@@ -45,30 +51,55 @@ pub fn memfd_receiver() -> Result<ExitCode> {
     let mut byte = [0u8; 16];
     let mut space = nix::cmsg_space!(RawFd);
     let mut iov = [IoSliceMut::new(&mut byte)];
-    let message = recvmsg::<()>(socket, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
-        .context("recvmsg")?;
+    let message = recvmsg::<()>(
+        socket,
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .context("recvmsg")?;
     let Some(ControlMessageOwned::ScmRights(fds)) = message.cmsgs().context("cmsgs")?.next() else {
         bail!("the message carried no descriptor");
     };
     // SAFETY: SCM_RIGHTS installed this descriptor in our table just now; nothing else owns it.
     let fd = unsafe { OwnedFd::from_raw_fd(fds[0]) };
-    let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).context("readlink")?;
+    let link =
+        std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).context("readlink")?;
     let size = nix::sys::stat::fstat(&fd).context("fstat")?.st_size as usize;
-    let seals = SealFlag::from_bits_truncate(fcntl(&fd, FcntlArg::F_GET_SEALS).context("F_GET_SEALS")?);
+    let seals =
+        SealFlag::from_bits_truncate(fcntl(&fd, FcntlArg::F_GET_SEALS).context("F_GET_SEALS")?);
     let map = FileMap::new(&fd, size, ProtFlags::PROT_READ, MapFlags::MAP_SHARED)?;
     let read = text(&map.read_bytes(0, MESSAGE.len()));
     let shrink = errno_of(ftruncate(&fd, 0));
     let write = errno_of(pwrite(&fd, b"!", 0).map(drop));
-    let writable = FileMap::new(&fd, size, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_SHARED);
+    let writable = FileMap::new(
+        &fd,
+        size,
+        ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+        MapFlags::MAP_SHARED,
+    );
     let mmap = match writable {
         Ok(_) => "allowed".to_string(),
-        Err(e) => e.downcast_ref::<Errno>().map_or(e.to_string(), |e| e.to_string()),
+        Err(e) => e
+            .downcast_ref::<Errno>()
+            .map_or(e.to_string(), |e| e.to_string()),
     };
     // ANCHOR_END: receiver
-    println!("receiver (pid {}, a new program): got descriptor {} over the socket: {}", std::process::id(), fd.as_raw_fd(), link.display());
-    println!("receiver: {}, seals {}; its MAP_SHARED mapping reads {read}", vmbook::bytes(size as u64), seal_names(seals));
+    println!(
+        "receiver (pid {}, a new program): got a descriptor over the socket: {}",
+        std::process::id(),
+        link.display()
+    );
+    println!(
+        "receiver: {}, seals {}; its MAP_SHARED mapping reads {read}",
+        vmbook::bytes(size as u64),
+        seal_names(seals)
+    );
     println!("receiver: ftruncate(fd, 0): {shrink}; write(2): {write}; mmap(PROT_WRITE, MAP_SHARED): {mmap}");
-    let report = format!("read={read}\tftruncate={shrink}\twrite={write}\tmmap={mmap}\tlink={}", link.display());
+    let report = format!(
+        "read={read}\tftruncate={shrink}\twrite={write}\tmmap={mmap}\tlink={}",
+        link.display()
+    );
     send(socket, report.as_bytes(), MsgFlags::empty()).context("send")?;
     // Wait for the parent: it kills the creator, then asks again.
     if receive_line(&std::io::stdin()).is_ok() {

@@ -1,7 +1,8 @@
 //! A write through a MAP_SHARED mapping of a file is in the file at once: another process's
 //! read(2) returns it, with no msync, and (as root) its own mapping uses the same frame.
 
-use crate::scratch::{text, FileMap, Scratch};
+use crate::file_map::{text, FileMap};
+use crate::scratch::Scratch;
 use anyhow::{ensure, Context, Result};
 use nix::sys::mman::{MapFlags, ProtFlags};
 use nix::sys::uio::pread;
@@ -19,20 +20,34 @@ pub fn read_sees_mapped_writes(scratch: &Scratch, pages: usize) -> Result<()> {
     let len = pages * page_size();
     let file = scratch.unnamed_file()?;
     file.set_len(len as u64).context("ftruncate")?;
-    let map = FileMap::new(&file, len, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_SHARED)?;
+    let map = FileMap::new(
+        &file,
+        len,
+        ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+        MapFlags::MAP_SHARED,
+    )?;
     let last = len - page_size(); // the start of the last page
     map.write_bytes(0, MESSAGE); // plain stores into memory: no write(2), no msync
     map.write_bytes(last, MESSAGE);
-    println!("this process stored {} at offsets 0 and {last}", text(MESSAGE));
+    println!(
+        "this process stored {} at offsets 0 and {last}",
+        text(MESSAGE)
+    );
     let frame = page_entry(map.addr())?.pfn;
     // The child is a new program (fork + exec); its standard input is the file.
     let exe = std::env::current_exe().context("find this program's path")?;
     let mut command = Command::new(exe);
     command.args(["read-child", &len.to_string()]);
-    command.stdin(Stdio::from(file.try_clone().context("dup")?)).stdout(Stdio::piped());
+    command
+        .stdin(Stdio::from(file.try_clone().context("dup")?))
+        .stdout(Stdio::piped());
     let child = vmbook::process::spawn_tracked(&mut command)?;
     let output = vmbook::process::wait_spawned(child)?;
-    ensure!(output.status.success(), "the reading child failed: {}", output.status);
+    ensure!(
+        output.status.success(),
+        "the reading child failed: {}",
+        output.status
+    );
     // ANCHOR_END: read_sees_mapped_writes
     let report = String::from_utf8_lossy(&output.stdout).into_owned();
     let fields: HashMap<&str, &str> = report
@@ -42,16 +57,26 @@ pub fn read_sees_mapped_writes(scratch: &Scratch, pages: usize) -> Result<()> {
     let field = |k: &str| fields.get(k).copied().unwrap_or("");
     println!("child:  read(2) at offset 0 returns {}", field("first"));
     println!("child:  read(2) at offset {last} returns {}", field("last"));
-    println!("child:  its own mapping of the file reads {}", field("mapped"));
+    println!(
+        "child:  its own mapping of the file reads {}",
+        field("mapped")
+    );
     vmbook::pause::here(
         "the file is mapped here (the child has exited)",
-        &["grep -A8 vmbook-file-mappings /proc/PID/smaps", "ls -l /proc/PID/fd"],
+        &[
+            "grep -A8 vmbook-file-mappings /proc/PID/smaps",
+            "ls -l /proc/PID/fd",
+        ],
     );
     let want = text(MESSAGE);
     finding(
         "another process's read(2) returns what was stored through the mapping, without msync",
         field("first") == want && field("last") == want,
-        format!("offset 0: {}, offset {last}: {}", field("first"), field("last")),
+        format!(
+            "offset 0: {}, offset {last}: {}",
+            field("first"),
+            field("last")
+        ),
     );
     finding(
         "another process that maps the file reads the same bytes",

@@ -1,4 +1,4 @@
-//! Where the chapter's files live, and a mapping of a file that unmaps itself.
+//! Where the chapter's files live: a directory on a disk if there is one, and files without a name.
 //!
 //! Every file the chapter makes is unnamed from the moment it exists: `O_TMPFILE` creates it
 //! without a directory entry, or (where the file system lacks `O_TMPFILE`) it is created under a
@@ -8,14 +8,14 @@
 use anyhow::{bail, Context, Result};
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
-use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 use nix::sys::stat::Mode;
+use nix::sys::statfs::{
+    FsType, BTRFS_SUPER_MAGIC, EXT4_SUPER_MAGIC, F2FS_SUPER_MAGIC, FUSE_SUPER_MAGIC,
+    NFS_SUPER_MAGIC, OVERLAYFS_SUPER_MAGIC, TMPFS_MAGIC, XFS_SUPER_MAGIC,
+};
 use nix::unistd::{mkdtemp, unlink};
 use std::fs::File;
-use std::num::NonZeroUsize;
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::ptr::NonNull;
 use vmbook::cleanup;
 
 /// The directory the chapter's files are made in, and what kind of file system holds it.
@@ -28,27 +28,27 @@ pub struct Scratch {
     pub disk: bool,
 }
 
-/// ramfs's magic number (linux/magic.h), which the libc crate lacks.
-const RAMFS_MAGIC: i64 = 0x8584_58f6;
+/// ramfs's magic number (linux/magic.h), which nix lacks.
+const RAMFS_MAGIC: FsType = FsType(0x8584_58f6);
 
 /// A file system's name from its `statfs` magic number (see `statfs(2)`).
-fn fs_name(magic: i64) -> String {
-    let known: &[(i64, &str)] = &[
-        (libc::EXT4_SUPER_MAGIC as i64, "ext2/ext3/ext4"),
-        (libc::XFS_SUPER_MAGIC as i64, "xfs"),
-        (libc::BTRFS_SUPER_MAGIC as i64, "btrfs"),
-        (libc::TMPFS_MAGIC as i64, "tmpfs"),
+fn fs_name(magic: FsType) -> String {
+    let known = [
+        (EXT4_SUPER_MAGIC, "ext2/ext3/ext4"), // the three share one magic number
+        (XFS_SUPER_MAGIC, "xfs"),
+        (BTRFS_SUPER_MAGIC, "btrfs"),
+        (F2FS_SUPER_MAGIC, "f2fs"),
+        (TMPFS_MAGIC, "tmpfs"),
         (RAMFS_MAGIC, "ramfs"),
-        (libc::OVERLAYFS_SUPER_MAGIC as i64, "overlayfs"),
-        (libc::NFS_SUPER_MAGIC as i64, "nfs"),
-        (0xF2F5_2010, "f2fs"),
-        (0x2FC1_2FC1, "zfs"),
+        (OVERLAYFS_SUPER_MAGIC, "overlayfs"),
+        (NFS_SUPER_MAGIC, "nfs"),
+        (FUSE_SUPER_MAGIC, "fuse"),
     ];
     known
         .iter()
         .find(|(m, _)| *m == magic)
         .map(|(_, name)| name.to_string())
-        .unwrap_or_else(|| format!("file system with magic {magic:#x}"))
+        .unwrap_or_else(|| format!("file system with magic {:#x}", magic.0))
 }
 
 impl Scratch {
@@ -68,8 +68,8 @@ impl Scratch {
             let Ok(fs) = nix::sys::statfs::statfs(&dir) else {
                 continue;
             };
-            let magic = fs.filesystem_type().0 as i64;
-            let disk = magic != libc::TMPFS_MAGIC as i64 && magic != RAMFS_MAGIC;
+            let magic = fs.filesystem_type();
+            let disk = magic != TMPFS_MAGIC && magic != RAMFS_MAGIC;
             let scratch = Scratch {
                 fs: fs_name(magic),
                 dir,
@@ -84,15 +84,28 @@ impl Scratch {
         }
         match (usable.into_iter().next(), wanted) {
             (Some(scratch), _) => Ok(scratch),
-            (None, Some(dir)) => bail!("--dir {}: not a directory this user may write", dir.display()),
-            (None, None) => bail!("none of $TMPDIR, /var/tmp, /tmp is a directory this user may write"),
+            (None, Some(dir)) => bail!(
+                "--dir {}: not a directory this user may write",
+                dir.display()
+            ),
+            (None, None) => {
+                bail!("none of $TMPDIR, /var/tmp, /tmp is a directory this user may write")
+            }
         }
     }
 
     /// One line for the output: where the files go and what holds them.
     pub fn describe(&self) -> String {
-        let backing = if self.disk { "a disk behind it" } else { "memory only, no disk" };
-        format!("files: unnamed, in {} ({}: {backing})", self.dir.display(), self.fs)
+        let backing = if self.disk {
+            "a disk behind it"
+        } else {
+            "memory only, no disk"
+        };
+        format!(
+            "files: unnamed, in {} ({}: {backing})",
+            self.dir.display(),
+            self.fs
+        )
     }
 
     // ANCHOR: unnamed_file
@@ -120,96 +133,4 @@ impl Scratch {
         Ok(File::from(file.context("open(O_TMPFILE)")?))
     }
     // ANCHOR_END: unnamed_file
-}
-
-/// A file (or memfd) mapped with `mmap`, unmapped on drop.
-pub struct FileMap {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-impl FileMap {
-    /// Maps `len` bytes of `fd` from offset 0 with `prot` and `flags` (MAP_SHARED or MAP_PRIVATE).
-    pub fn new(fd: impl AsFd, len: usize, prot: ProtFlags, flags: MapFlags) -> Result<FileMap> {
-        let size = NonZeroUsize::new(len).context("a mapping needs a non-zero length")?;
-        // SAFETY: a new mapping at an address the kernel chooses overlaps nothing Rust uses; the
-        // pointer is owned by the returned FileMap alone.
-        let ptr = unsafe { mmap(None, size, prot, flags, fd, 0) }
-            .with_context(|| format!("mmap({len} bytes, {flags:?})"))?;
-        Ok(FileMap { ptr: ptr.cast(), len })
-    }
-
-    pub fn addr(&self) -> usize {
-        self.ptr.as_ptr() as usize
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// The start of the mapping, for calls such as msync and madvise.
-    pub fn as_non_null(&self) -> NonNull<std::ffi::c_void> {
-        self.ptr.cast()
-    }
-
-    /// Reads byte `offset` with a volatile load: the access really happens, and faults if it must.
-    pub fn read(&self, offset: usize) -> u8 {
-        assert!(offset < self.len);
-        // SAFETY: in bounds (checked); volatile, because another process or the kernel may change
-        // the byte behind the compiler's back.
-        unsafe { self.ptr.as_ptr().add(offset).read_volatile() }
-    }
-
-    /// Writes byte `offset` with a volatile store (the mapping must be writable).
-    pub fn write(&self, offset: usize, value: u8) {
-        assert!(offset < self.len);
-        // SAFETY: in bounds (checked); callers map with PROT_WRITE before writing.
-        unsafe { self.ptr.as_ptr().add(offset).write_volatile(value) }
-    }
-
-    /// Copies `bytes` into the mapping at `offset`.
-    pub fn write_bytes(&self, offset: usize, bytes: &[u8]) {
-        for (i, &b) in bytes.iter().enumerate() {
-            self.write(offset + i, b);
-        }
-    }
-
-    /// Reads `len` bytes at `offset`.
-    pub fn read_bytes(&self, offset: usize, len: usize) -> Vec<u8> {
-        (offset..offset + len).map(|i| self.read(i)).collect()
-    }
-
-    /// How many pages of the mapping `mincore(2)` reports resident: for a file mapping, whether
-    /// each page is in the page cache, mapped by this process yet or not.
-    pub fn resident_pages(&self) -> Result<usize> {
-        let mut vector = vec![0u8; self.len.div_ceil(vmbook::procinfo::page_size())];
-        // SAFETY: the range is this whole mapping; `vector` holds one byte per page of it.
-        // (mincore has no wrapper in nix.)
-        let rc = unsafe { libc::mincore(self.ptr.as_ptr().cast(), self.len, vector.as_mut_ptr()) };
-        if rc != 0 {
-            return Err(Errno::last()).context("mincore");
-        }
-        Ok(vector.iter().filter(|&&v| v & 1 == 1).count())
-    }
-}
-
-impl Drop for FileMap {
-    fn drop(&mut self) {
-        // SAFETY: exactly the range mmap returned; nothing borrows it past this point.
-        let _ = unsafe { munmap(self.ptr.cast(), self.len) };
-    }
-}
-
-/// The Shared_Dirty + Private_Dirty bytes smaps counts for the mapping holding `addr`.
-/// ("Private" in smaps means mapped by this process only, not MAP_PRIVATE.)
-pub fn dirty_bytes(addr: usize) -> Result<u64> {
-    let smaps = vmbook::procinfo::smaps_of(addr)?;
-    let get = |k: &str| smaps.get(k).copied().unwrap_or(0);
-    Ok(get("Shared_Dirty") + get("Private_Dirty"))
-}
-
-/// A string's bytes as the reader would type them.
-pub fn text(bytes: &[u8]) -> String {
-    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    format!("{:?}", String::from_utf8_lossy(&bytes[..end]))
 }

@@ -1,7 +1,8 @@
 //! Past the end of the file: a mapped page with no file behind it raises SIGBUS, whether the file
 //! was truncated under the mapping or the mapping was longer than the file from the start.
 
-use crate::scratch::{FileMap, Scratch};
+use crate::file_map::FileMap;
+use crate::scratch::Scratch;
 use anyhow::{Context, Result};
 use nix::sys::mman::{MapFlags, ProtFlags};
 use nix::sys::resource::{setrlimit, Resource};
@@ -52,7 +53,10 @@ fn shown(byte: Option<&u8>) -> String {
 }
 
 fn killed_by_sigbus(status: &WaitStatus) -> bool {
-    matches!(status, WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGBUS, _))
+    matches!(
+        status,
+        WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGBUS, _)
+    )
 }
 
 /// Prints what the child read at each offset, and where it died.
@@ -60,7 +64,10 @@ fn show(offsets: &[(usize, &str)], got: &[u8], status: &WaitStatus) {
     for (i, (offset, what)) in offsets.iter().enumerate() {
         match got.get(i) {
             Some(b) => println!("  offset {offset:>6} ({what}): read {}", shown(Some(b))),
-            None => println!("  offset {offset:>6} ({what}): the child was {}", describe(status)),
+            None => println!(
+                "  offset {offset:>6} ({what}): the child was {}",
+                describe(status)
+            ),
         }
     }
 }
@@ -72,11 +79,16 @@ pub fn sigbus_past_end_of_file(scratch: &Scratch) -> Result<()> {
     let rw = ProtFlags::PROT_READ | ProtFlags::PROT_WRITE;
     // ANCHOR: truncated
     let file = scratch.unnamed_file()?;
-    file.write_all_at(&vec![b'f'; 4 * page], 0).context("write")?;
+    file.write_all_at(&vec![b'f'; 4 * page], 0)
+        .context("write")?;
     let map = FileMap::new(&file, 4 * page, rw, MapFlags::MAP_SHARED)?;
     let new_len = page + 100;
     file.set_len(new_len as u64).context("ftruncate")?; // the mapping stays 4 pages long
-    let offsets = [(0, "in the file"), (page + 200, "past the end, in its last page"), (2 * page, "a page past the end")];
+    let offsets = [
+        (0, "in the file"),
+        (page + 200, "past the end, in its last page"),
+        (2 * page, "a page past the end"),
+    ];
     let (got, status) = touch_in_child(&map, &offsets.map(|(o, _)| o))?;
     // ANCHOR_END: truncated
     println!("a 4-page file, mapped, then truncated to {new_len} bytes; a child reads:");
@@ -85,7 +97,11 @@ pub fn sigbus_past_end_of_file(scratch: &Scratch) -> Result<()> {
     let short = scratch.unnamed_file()?;
     short.write_all_at(&[b'f'; 100], 0).context("write")?;
     let long_map = FileMap::new(&short, 4 * page, rw, MapFlags::MAP_SHARED)?; // 4 pages of a 100-byte file
-    let long_offsets = [(0, "in the file"), (200, "past the end, in its only page"), (page, "a page past the end")];
+    let long_offsets = [
+        (0, "in the file"),
+        (200, "past the end, in its only page"),
+        (page, "a page past the end"),
+    ];
     let (long_got, long_status) = touch_in_child(&long_map, &long_offsets.map(|(o, _)| o))?;
     // ANCHOR_END: longer
     println!("a 100-byte file mapped 4 pages long; a child reads:");
@@ -102,7 +118,11 @@ pub fn sigbus_past_end_of_file(scratch: &Scratch) -> Result<()> {
     finding(
         "a mapping longer than the file: reading a page past the end of the file raises SIGBUS",
         long_got.len() == 2 && killed_by_sigbus(&long_status),
-        format!("{} reads succeeded, then the child was {}", long_got.len(), describe(&long_status)),
+        format!(
+            "{} reads succeeded, then the child was {}",
+            long_got.len(),
+            describe(&long_status)
+        ),
     );
     finding(
         "the rest of the file's last page reads as zeros, without a signal",
