@@ -28,6 +28,14 @@ fn dirty_system_wide() -> Result<u64> {
     Ok(meminfo.dirty)
 }
 
+/// A writeback setting in /proc/sys/vm, in seconds (the files hold hundredths of a second).
+fn vm_seconds(name: &str) -> String {
+    std::fs::read_to_string(format!("/proc/sys/vm/{name}"))
+        .ok()
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .map_or("unknown".into(), |cs| format!("{:.1} s", cs / 100.0))
+}
+
 pub fn dirty_until_written_back(scratch: &Scratch, pages: usize) -> Result<()> {
     section("Stores into a MAP_SHARED file mapping: dirty pages, and msync");
     println!("{}", scratch.describe());
@@ -58,40 +66,45 @@ pub fn dirty_until_written_back(scratch: &Scratch, pages: usize) -> Result<()> {
     // ANCHOR_END: dirty_until_written_back
     let system_after = dirty_system_wide()?;
     let pages_of = |b: u64| format!("{} of {pages} pages", b / page as u64);
-    println!("{:<34} {:>18} {:>12}", "", "dirty in smaps", "page faults");
-    println!(
-        "{:<34} {:>18} {:>12}",
-        "first store to each page",
-        pages_of(dirty_after_stores),
-        format!("{first} faults")
-    );
-    println!(
-        "{:<34} {:>18} {:>12}",
-        "second store, before msync",
-        "",
-        format!("{again} faults")
-    );
-    println!(
-        "{:<34} {:>18} {:>12}",
-        "after msync(MS_SYNC)",
-        pages_of(dirty_after_msync),
-        ""
-    );
-    println!(
-        "{:<34} {:>18} {:>12}",
-        "a store to each page after msync",
-        pages_of(dirty_again),
-        format!("{after_msync} faults")
-    );
-    println!(
-        "{:<34} {:>18} {:>12}",
-        "after fsync",
-        pages_of(dirty_after_fsync),
-        ""
-    );
+    let rows = [
+        ("", "dirty in smaps".to_string(), "page faults".to_string()),
+        (
+            "first store to each page",
+            pages_of(dirty_after_stores),
+            format!("{first} faults"),
+        ),
+        (
+            "second store, before msync",
+            String::new(),
+            format!("{again} faults"),
+        ),
+        (
+            "after msync(MS_SYNC)",
+            pages_of(dirty_after_msync),
+            String::new(),
+        ),
+        (
+            "a store to each page after msync",
+            pages_of(dirty_again),
+            format!("{after_msync} faults"),
+        ),
+        ("after fsync", pages_of(dirty_after_fsync), String::new()),
+    ];
+    for (what, dirty, faults) in rows {
+        println!(
+            "{}",
+            format!("{what:<34} {dirty:>18} {faults:>12}").trim_end()
+        );
+    }
     println!(
         "msync(MS_SYNC) of {pages} dirty pages took {}",
         per(msync_time, 1)
+    );
+    println!(
+        "without msync: the flusher threads write back data dirty for longer than {}\n  \
+         (vm.dirty_expire_centisecs), and wake every {} (vm.dirty_writeback_centisecs)",
+        vm_seconds("dirty_expire_centisecs"),
+        vm_seconds("dirty_writeback_centisecs")
     );
     println!(
         "for context, Dirty in /proc/meminfo (the whole machine): {} before, {} after the stores",
