@@ -37,7 +37,7 @@ pub fn create_seal_and_send(
     fcntl(&fd, FcntlArg::F_ADD_SEALS(seals)).context("fcntl(F_ADD_SEALS)")?;
     let refused = while_mapped
         .err()
-        .map(|e| e.to_string())
+        .map(|e| format!("{e:?}"))
         .unwrap_or("accepted".into());
     println!(
         "creator (pid {}): memfd_create({name:?}), stored {}",

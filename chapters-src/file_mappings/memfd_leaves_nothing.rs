@@ -144,12 +144,9 @@ pub fn memfd_leaves_nothing(size: usize) -> Result<()> {
         }
     };
     println!("holding the memfd (a descriptor or a mapping, in /proc/*/fd and /proc/*/maps):");
-    println!(
-        "  while both live: {}; after the SIGKILL: {}; after the receiver exited: {}",
-        who(&holding_before),
-        who(&holding_after_kill),
-        who(&holding_at_end)
-    );
+    println!("  while both live:           {}", who(&holding_before));
+    println!("  after the SIGKILL:         {}", who(&holding_after_kill));
+    println!("  after the receiver exited: {}", who(&holding_at_end));
     println!("entries in /dev/shm with its name, at the end: {named}");
     let f: HashMap<&str, &str> = first
         .split('\t')

@@ -31,7 +31,7 @@ pub fn receive_line(socket: &impl AsFd) -> Result<String> {
 fn errno_of(result: Result<(), Errno>) -> String {
     match result {
         Ok(()) => "allowed".into(),
-        Err(e) => e.to_string(),
+        Err(e) => format!("{e:?}"), // the errno's name: EPERM
     }
 }
 
@@ -82,7 +82,7 @@ pub fn memfd_receiver() -> Result<ExitCode> {
         Ok(_) => "allowed".to_string(),
         Err(e) => e
             .downcast_ref::<Errno>()
-            .map_or(e.to_string(), |e| e.to_string()),
+            .map_or(e.to_string(), |e| format!("{e:?}")),
     };
     // ANCHOR_END: receiver
     println!(
@@ -95,7 +95,7 @@ pub fn memfd_receiver() -> Result<ExitCode> {
         vmbook::bytes(size as u64),
         seal_names(seals)
     );
-    println!("receiver: ftruncate(fd, 0): {shrink}; write(2): {write}; mmap(PROT_WRITE, MAP_SHARED): {mmap}");
+    println!("receiver: ftruncate(fd, 0) {shrink}, write(2) {write}, mmap(PROT_WRITE, MAP_SHARED) {mmap}");
     let report = format!(
         "read={read}\tftruncate={shrink}\twrite={write}\tmmap={mmap}\tlink={}",
         link.display()
