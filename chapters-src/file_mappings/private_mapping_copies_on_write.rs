@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use nix::sys::mman::{MapFlags, ProtFlags};
 use nix::sys::uio::{pread, pwrite};
 use std::os::unix::fs::FileExt;
-use vmbook::procinfo::{frames_visible, page_entry, page_size, smaps_of};
+use vmbook::procinfo::{frames_visible, page_entry, page_size, smaps_of, FRAMES_HIDDEN};
 use vmbook::{finding, kb, not_checked, section};
 
 const FROM_FILE: &[u8; 13] = b"from the file";
@@ -125,7 +125,7 @@ pub fn private_mapping_copies_on_write(scratch: &Scratch, pages: usize) -> Resul
         );
     } else {
         for claim in claims {
-            not_checked(claim, "frame numbers in pagemap need CAP_SYS_ADMIN");
+            not_checked(claim, FRAMES_HIDDEN);
         }
     }
     finding(
