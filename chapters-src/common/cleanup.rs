@@ -5,7 +5,10 @@
 //! SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGPIPE, which would otherwise end the program without
 //! running Drop (SIGKILL cannot be caught: see chapter 7).
 //!
-//! The handler only makes async-signal-safe calls (`kill`, `waitpid`, `unlink`, `signal`, `raise`:
+//! It also writes back a system setting a program changed for one run (see [`track_restore`]).
+//!
+//! The handler only makes async-signal-safe calls (`kill`, `waitpid`, `unlink`, `open`, `write`,
+//! `close`, `signal`, `raise`:
 //! see `signal-safety(7)`): no allocation, no locks, no printing. Everything it needs was prepared on
 //! the normal path: paths as C strings, pids as integers, stored in fixed slots of atomics. After it
 //! has cleaned up, it restores the default action and re-raises the signal, so the parent shell
@@ -26,6 +29,12 @@ static CHILDREN: [AtomicI32; SLOTS] = [const { AtomicI32::new(0) }; SLOTS];
 static CHILD_PARENTS: [AtomicI32; SLOTS] = [const { AtomicI32::new(0) }; SLOTS];
 /// The signal that ends each child: SIGKILL, or SIGTERM for a child that must clean up itself.
 static CHILD_SIGNALS: [AtomicI32; SLOTS] = [const { AtomicI32::new(libc::SIGKILL) }; SLOTS];
+
+/// Files to write a saved value back into (a `/proc/sys` setting changed for one run), and the
+/// value, as C strings, owned by the process whose pid is in the matching slot.
+static RESTORE_PATHS: [AtomicPtr<c_char>; 4] = [const { AtomicPtr::new(null_mut()) }; 4];
+static RESTORE_VALUES: [AtomicPtr<c_char>; 4] = [const { AtomicPtr::new(null_mut()) }; 4];
+static RESTORE_OWNERS: [AtomicI32; 4] = [const { AtomicI32::new(0) }; 4];
 
 static INSTALL: Once = Once::new();
 static DISABLED: AtomicBool = AtomicBool::new(false);
@@ -70,6 +79,44 @@ pub fn untrack_path(slot: Option<usize>) {
             drop(unsafe { CString::from_raw(old) });
         }
     }
+}
+
+/// Remembers a setting file (`/proc/sys/vm/nr_hugepages`) and the value it held before this run,
+/// so that an interrupting signal writes the value back (after ending the tracked children).
+/// Returns the slot, for [`untrack_restore`] once the normal path has restored it.
+pub fn track_restore(path: &str, value: &str) -> Option<usize> {
+    install();
+    let path = CString::new(path).ok()?;
+    let value = CString::new(value).ok()?;
+    for (slot, owner) in RESTORE_OWNERS.iter().enumerate() {
+        if owner
+            .compare_exchange(0, -1, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            RESTORE_PATHS[slot].store(path.into_raw(), Ordering::SeqCst);
+            RESTORE_VALUES[slot].store(value.into_raw(), Ordering::SeqCst);
+            owner.store(std::process::id() as i32, Ordering::SeqCst);
+            return Some(slot);
+        }
+    }
+    None
+}
+
+/// Forgets a setting once the normal path has written its value back.
+pub fn untrack_restore(slot: Option<usize>) {
+    let Some(slot) = slot else { return };
+    if RESTORE_OWNERS[slot].swap(-1, Ordering::SeqCst) <= 0 {
+        return;
+    }
+    for cell in [&RESTORE_PATHS[slot], &RESTORE_VALUES[slot]] {
+        let old = cell.swap(null_mut(), Ordering::SeqCst);
+        if !old.is_null() {
+            // SAFETY: every non-null pointer here came from `CString::into_raw` in track_restore,
+            // and the swap above removed it, so nobody else frees it.
+            drop(unsafe { CString::from_raw(old) });
+        }
+    }
+    RESTORE_OWNERS[slot].store(0, Ordering::SeqCst);
 }
 
 /// Remembers a child so that an interrupting signal kills (SIGKILL) and reaps it.
@@ -174,8 +221,30 @@ pub fn install() {
     });
 }
 
+/// Writes back the settings recorded with [`track_restore`] by process `me`; async-signal-safe
+/// (open, write and close are on the list of `signal-safety(7)`).
+fn write_back_settings(me: libc::pid_t) {
+    // SAFETY: the pointers are C strings leaked by track_restore, freed only after being swapped
+    // out of their slot; open, write and close are async-signal-safe.
+    unsafe {
+        for (slot, owner) in RESTORE_OWNERS.iter().enumerate() {
+            let path = RESTORE_PATHS[slot].load(Ordering::SeqCst);
+            let value = RESTORE_VALUES[slot].load(Ordering::SeqCst);
+            if owner.load(Ordering::SeqCst) == me && !path.is_null() && !value.is_null() {
+                let fd = libc::open(path, libc::O_WRONLY);
+                if fd >= 0 {
+                    let len = std::ffi::CStr::from_ptr(value).to_bytes().len();
+                    libc::write(fd, value.cast(), len);
+                    libc::close(fd);
+                }
+            }
+        }
+    }
+}
+
 // ANCHOR: handler
-/// Unlinks this process's paths and kills and reaps its children; async-signal-safe.
+/// Kills and reaps this process's children, unlinks its paths and writes back the settings it
+/// changed; async-signal-safe.
 pub fn cleanup_now() {
     // SAFETY: getpid, kill, waitpid and unlink are async-signal-safe; the pointers are C strings
     // leaked by track_path and freed only after being swapped out of their slot.
@@ -195,6 +264,7 @@ pub fn cleanup_now() {
                 libc::unlink(path);
             }
         }
+        write_back_settings(me);
     }
 }
 

@@ -1,0 +1,212 @@
+//! TLB reach: random dependent reads over regions from a few pages to tens of MiB, on base pages
+//! and on transparent huge pages. Once a region has more pages than the TLB has entries, most
+//! reads need a page walk first; a huge page covers 512 times as much with one entry.
+
+use crate::chart::{tlb_svg, Series};
+use crate::chase::{chase, ring};
+use crate::settings::{thp_mode, thp_size};
+use anyhow::{ensure, Context, Result};
+use nix::sys::mman::{madvise, MmapAdvise};
+use std::path::Path;
+use std::ptr::NonNull;
+use vmbook::measure::time;
+use vmbook::procinfo::{page_size, smaps_of};
+use vmbook::{bytes, finding, kb, not_checked, section, Mapping};
+
+/// One region to read from: base pages, or huge pages (aligned to a huge page, advised).
+struct Region {
+    _mapping: Mapping,
+    start: *mut u8,
+    len: usize,
+}
+
+impl Region {
+    fn new(len: usize, align: usize, advice: MmapAdvise) -> Result<Region> {
+        let mapping = Mapping::private(len + align)?;
+        let start = mapping.addr().next_multiple_of(align) - mapping.addr();
+        // SAFETY: start + len lies inside the mapping, which lives as long as the Region.
+        let start = unsafe { mapping.as_ptr().add(start) };
+        let ptr = NonNull::new(start.cast()).context("null mapping")?;
+        // SAFETY: a range of our own mapping; hints about huge pages change no contents.
+        unsafe { madvise(ptr, len, advice) }.with_context(|| format!("madvise({advice:?})"))?;
+        for offset in (0..len).step_by(page_size()) {
+            // SAFETY: inside the region; faults every page in now, not during the timed reads.
+            unsafe { start.add(offset).write_volatile(1) };
+        }
+        Ok(Region {
+            _mapping: mapping,
+            start,
+            len,
+        })
+    }
+
+    /// The bytes of this region that huge pages back, from AnonHugePages in /proc/self/smaps.
+    fn huge_bytes(&self) -> Result<u64> {
+        Ok(smaps_of(self.start as usize)?
+            .get("AnonHugePages")
+            .copied()
+            .unwrap_or(0))
+    }
+
+    /// Nanoseconds per read over the first `size` bytes: the best of `ROUNDS` runs.
+    fn ns_per_read(&self, size: usize, reads: usize) -> f64 {
+        let page = page_size();
+        // SAFETY: size <= len: the pages are ours, mapped and written.
+        let start = unsafe { ring(self.start, size / page, page) };
+        // SAFETY: the ring lies in this region, mapped while `self` lives.
+        unsafe { chase(start, (size / page).min(reads)) }; // warm the caches and the TLB
+        (0..ROUNDS)
+            // SAFETY: as above.
+            .map(|_| unsafe { chase(start, reads) }.as_nanos() as f64 / reads as f64)
+            .fold(f64::MAX, f64::min)
+    }
+}
+
+/// Each point is timed this many times; the fastest run counts (noise only ever slows a run).
+const ROUNDS: usize = 3;
+
+// ANCHOR: tlb_reach
+pub fn tlb_reach(max_size: usize, reads: usize, out: &Path) -> Result<()> {
+    let page = page_size();
+    ensure!(
+        max_size >= 4 * page,
+        "--max-size must be at least 4 pages ({})",
+        bytes(4 * page as u64)
+    );
+    let sizes: Vec<usize> = std::iter::successors(Some(4 * page), |s| Some(s * 4))
+        .take_while(|&s| s <= max_size)
+        .collect();
+    let largest = *sizes.last().expect("at least one size");
+    let huge = thp_size().unwrap_or(page);
+    section(&format!(
+        "{reads} random dependent reads, one per page, over {} to {}",
+        bytes(sizes[0] as u64),
+        bytes(largest as u64)
+    ));
+    let base = Region::new(largest, page, MmapAdvise::MADV_NOHUGEPAGE)?;
+    let huge_pages = Region::new(
+        largest.next_multiple_of(huge),
+        huge,
+        MmapAdvise::MADV_HUGEPAGE,
+    )?;
+    let (base_ns, huge_ns): (Vec<f64>, Vec<f64>) = sizes
+        .iter()
+        .map(|&size| {
+            (
+                base.ns_per_read(size, reads),
+                huge_pages.ns_per_read(size, reads),
+            )
+        })
+        .unzip();
+    // ANCHOR_END: tlb_reach
+    vmbook::pause::here(
+        "both regions are mapped and were just read",
+        &["grep -E 'AnonHugePages|VmPTE' /proc/PID/smaps_rollup /proc/PID/status"],
+    );
+    let covered = huge_pages.huge_bytes()?;
+    let full = covered == huge_pages.len as u64 && huge > page;
+    println!(
+        "transparent huge pages: [{}]; MADV_HUGEPAGE region: AnonHugePages {} of {}; MADV_NOHUGEPAGE region: AnonHugePages {}",
+        thp_mode(),
+        kb(covered),
+        kb(huge_pages.len as u64),
+        kb(base.huge_bytes()?)
+    );
+    println!("region        base pages, huge pages, base / huge");
+    for (i, size) in sizes.iter().enumerate() {
+        println!(
+            "{:<13} {}, {}, {:.1}×",
+            bytes(*size as u64),
+            time(base_ns[i]),
+            time(huge_ns[i]),
+            base_ns[i] / huge_ns[i]
+        );
+    }
+    let last = sizes.len() - 1;
+    finding(
+        &format!(
+            "with base pages, a read over {} costs at least 3 times one over {}",
+            bytes(largest as u64),
+            bytes(sizes[0] as u64)
+        ),
+        base_ns[last] >= 3.0 * base_ns[0],
+        format!("{:.1}×", base_ns[last] / base_ns[0]),
+    );
+    let why_not = if huge <= page {
+        Some("this kernel has no transparent huge pages".to_string())
+    } else if !full {
+        Some(format!(
+            "THP is [{}] and huge pages back only {} of the {} region",
+            thp_mode(),
+            kb(covered),
+            bytes(huge_pages.len as u64)
+        ))
+    } else {
+        None
+    };
+    let claims = [
+        format!(
+            "over {}, base and huge pages cost the same to within 1.5×",
+            bytes(sizes[0] as u64)
+        ),
+        format!(
+            "over {}, huge pages make reads at least 1.3 times faster",
+            bytes(largest as u64)
+        ),
+    ];
+    match why_not {
+        Some(why) => claims.iter().for_each(|c| not_checked(c, &why)),
+        None => {
+            let first = base_ns[0] / huge_ns[0];
+            finding(
+                &claims[0],
+                (1.0 / 1.5..=1.5).contains(&first),
+                format!("{first:.1}×"),
+            );
+            finding(
+                &claims[1],
+                base_ns[last] >= 1.3 * huge_ns[last],
+                format!("{:.1}×", base_ns[last] / huge_ns[last]),
+            );
+        }
+    }
+    let points = |ns: &[f64]| {
+        sizes
+            .iter()
+            .zip(ns)
+            .map(|(&s, &t)| (s as f64 / 1024.0, t))
+            .collect()
+    };
+    let huge_label = if full {
+        "huge pages (MADV_HUGEPAGE)"
+    } else {
+        "MADV_HUGEPAGE (not all huge)"
+    };
+    let svg = tlb_svg(&[
+        Series {
+            label: "base pages (MADV_NOHUGEPAGE)".into(),
+            points: points(&base_ns),
+        },
+        Series {
+            label: huge_label.into(),
+            points: points(&huge_ns),
+        },
+    ])?;
+    std::fs::create_dir_all(out).with_context(|| format!("mkdir -p {}", out.display()))?;
+    let path = out.join("page-tables-tlb-reach.svg");
+    std::fs::write(&path, svg).with_context(|| format!("write {}", path.display()))?;
+    println!("wrote {}", shown(&path));
+    Ok(())
+}
+
+/// The path a file was written to, relative to the current directory when it lies inside it (the
+/// book runs the program from book/, and the default --out is the book's charts directory).
+fn shown(path: &Path) -> String {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    match path.strip_prefix(&cwd) {
+        Ok(inside) if path.is_absolute() && !inside.as_os_str().is_empty() => {
+            inside.display().to_string()
+        }
+        _ => path.display().to_string(),
+    }
+}
