@@ -1,5 +1,6 @@
-//! Appendix A draws its charts at build time: `ipc-bench chart` must write two SVG files that a
-//! browser can show: non-empty, one <svg> element, tags balanced, every series labelled.
+//! The book draws its charts at build time: `ipc-bench chart` must write two SVG files, and
+//! `page-tables tlb` one, that a browser can show: non-empty, one <svg> element, tags balanced,
+//! every series labelled.
 
 use std::path::Path;
 use std::process::Command;
@@ -94,4 +95,40 @@ fn balance_check_catches_broken_markup() {
     assert_balanced("ok", "<svg a=\"1\"><g><text>x</text></g><rect/></svg>");
     let broken = std::panic::catch_unwind(|| assert_balanced("bad", "<svg><g></svg>"));
     assert!(broken.is_err());
+}
+
+#[test]
+fn page_tables_writes_its_tlb_reach_chart() {
+    let out = std::env::temp_dir().join(format!("vmbook-pt-chart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let run = Command::new(env!("CARGO_BIN_EXE_page-tables"))
+        .args(["tlb", "--max-size", "1M", "--reads", "2000", "--out"])
+        .arg(&out)
+        .output()
+        .expect("start page-tables");
+    assert!(
+        run.status.success(),
+        "page-tables tlb failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let name = "page-tables-tlb-reach.svg";
+    let path = out.join(name);
+    let svg = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(svg.len() > 2000, "{name}: only {} bytes", svg.len());
+    assert!(svg.trim_start().starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert_balanced(name, &svg);
+    for label in [
+        "base pages",
+        "MADV_HUGEPAGE",
+        "region size (KiB)",
+        "ns per read",
+    ] {
+        assert!(svg.contains(label), "{name}: no `{label}` in the chart");
+    }
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        stdout.contains(&format!("wrote {}", path.display())),
+        "page-tables did not report writing {name}:\n{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
 }

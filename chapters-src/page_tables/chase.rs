@@ -2,7 +2,16 @@
 //! order. Each read needs the address the previous one returned, so the CPU cannot overlap them:
 //! the time per read is the whole latency of one load, its translation included.
 
-use std::time::{Duration, Instant};
+use nix::time::{clock_gettime, ClockId};
+use std::time::Duration;
+
+/// The CPU time this thread has run: unlike the wall clock, it stops while another process has the
+/// CPU, so a run that the scheduler interrupts is not charged for the wait.
+fn thread_cpu_time() -> Duration {
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(Duration::from)
+        .unwrap_or_default()
+}
 
 /// `--max-size`: a size with an optional K, M or G suffix (powers of 1024), at most 16 GiB.
 pub fn parse_size(text: &str) -> Result<usize, String> {
@@ -57,17 +66,17 @@ pub unsafe fn ring(base: *mut u8, pages: usize, page: usize) -> *const usize {
     slot(0)
 }
 
-/// Follows the cycle for `reads` steps from `start` and returns how long that took.
+/// Follows the cycle for `reads` steps from `start` and returns the CPU time that took.
 ///
 /// # Safety
 /// `start` must come from [`ring`], over memory that is still mapped.
 pub unsafe fn chase(start: *const usize, reads: usize) -> Duration {
     let mut p = start;
-    let began = Instant::now();
+    let began = thread_cpu_time();
     for _ in 0..reads {
         p = std::ptr::read_volatile(p) as *const usize; // the next address is what this read returns
     }
-    let took = began.elapsed();
+    let took = thread_cpu_time() - began;
     std::hint::black_box(p);
     took
 }

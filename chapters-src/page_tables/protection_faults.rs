@@ -8,7 +8,7 @@ use std::ptr::NonNull;
 use vmbook::procinfo::page_size;
 use vmbook::{finding, section, Mapping};
 
-/// The permissions column of the /proc/self/maps line that holds `addr`.
+/// The permissions column of the /proc/self/maps line that holds `addr`, or `none`.
 pub fn perms_of(addr: usize) -> Result<String> {
     let maps = std::fs::read_to_string("/proc/self/maps").context("read /proc/self/maps")?;
     for line in maps.lines() {
@@ -27,7 +27,7 @@ pub fn perms_of(addr: usize) -> Result<String> {
             return Ok(perms.to_string());
         }
     }
-    Ok("(no mapping)".into())
+    Ok("none".into())
 }
 
 /// Checks an outcome: SIGSEGV with this `si_code` at exactly `addr`.
@@ -70,12 +70,12 @@ pub fn protection_faults() -> Result<()> {
     })?;
     // ANCHOR_END: protection_faults
     println!(
-        "read-only page at {:#x} ({} in maps), the child writes {target:#x}: {read_only}",
+        "read-only page at {:#x} (maps: {}), the child writes {target:#x}: {read_only}",
         region.addr(),
         perms_of(region.addr())?
     );
     println!(
-        "unmapped page at {hole:#x} ({}), the child reads it: {unmapped}",
+        "unmapped page at {hole:#x} (maps: {}), the child reads it: {unmapped}",
         perms_of(hole)?
     );
     finding(

@@ -121,16 +121,16 @@ pub fn translation_taken_apart() -> Result<()> {
         Some(pfn) => {
             let physical = pfn * layout.page as u64 + offset as u64;
             println!("pagemap: frame {pfn:#x}, so physical address {physical:#x}");
-            let ram = system_ram();
-            let inside = ram.iter().any(|&(s, e)| s <= physical && physical <= e);
+            let range = system_ram()
+                .into_iter()
+                .find(|&(s, e)| s <= physical && physical <= e);
             finding(
                 claim,
-                inside,
-                format!(
-                    "{physical:#x} is {}inside one of the {} System RAM ranges of /proc/iomem",
-                    if inside { "" } else { "not " },
-                    ram.len()
-                ),
+                range.is_some(),
+                match range {
+                    Some((s, e)) => format!("System RAM {s:#x}-{e:#x} in /proc/iomem"),
+                    None => format!("{physical:#x} is in no System RAM range of /proc/iomem"),
+                },
             );
         }
         None => {
