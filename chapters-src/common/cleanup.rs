@@ -24,6 +24,9 @@ const SLOTS: usize = 64;
 /// `/dev/shm/...` paths to unlink, owned by the process whose pid is in the matching slot.
 static PATHS: [AtomicPtr<c_char>; SLOTS] = [const { AtomicPtr::new(null_mut()) }; SLOTS];
 static PATH_OWNERS: [AtomicI32; SLOTS] = [const { AtomicI32::new(0) }; SLOTS];
+/// Directories to remove with rmdir (a cgroup the program created), after its children are gone.
+static DIRS: [AtomicPtr<c_char>; 8] = [const { AtomicPtr::new(null_mut()) }; 8];
+static DIR_OWNERS: [AtomicI32; 8] = [const { AtomicI32::new(0) }; 8];
 /// Children to kill and reap, with the pid of the parent that started each.
 static CHILDREN: [AtomicI32; SLOTS] = [const { AtomicI32::new(0) }; SLOTS];
 static CHILD_PARENTS: [AtomicI32; SLOTS] = [const { AtomicI32::new(0) }; SLOTS];
@@ -117,6 +120,62 @@ pub fn untrack_restore(slot: Option<usize>) {
         }
     }
     RESTORE_OWNERS[slot].store(0, Ordering::SeqCst);
+}
+
+/// Remembers a directory (a cgroup this program created) so that an interrupting signal removes
+/// it, once the children have been killed and reaped (a cgroup with a process in it cannot go).
+pub fn track_dir(path: &str) -> Option<usize> {
+    install();
+    let c = CString::new(path).ok()?.into_raw();
+    for (slot, cell) in DIRS.iter().enumerate() {
+        if cell
+            .compare_exchange(null_mut(), c, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            DIR_OWNERS[slot].store(std::process::id() as i32, Ordering::SeqCst);
+            return Some(slot);
+        }
+    }
+    // SAFETY: `c` came from `into_raw` above and was not stored anywhere.
+    drop(unsafe { CString::from_raw(c) });
+    None
+}
+
+/// Forgets a directory once it has been removed on the normal path.
+pub fn untrack_dir(slot: Option<usize>) {
+    if let Some(slot) = slot {
+        let old = DIRS[slot].swap(null_mut(), Ordering::SeqCst);
+        if !old.is_null() {
+            // SAFETY: every non-null pointer in DIRS came from `CString::into_raw` in track_dir,
+            // and the swap above removed it, so nobody else frees it.
+            drop(unsafe { CString::from_raw(old) });
+        }
+    }
+}
+
+/// Removes an empty directory, retrying for up to about 100 ms while it is busy: a cgroup whose
+/// last process was just reaped can stay busy for a moment. Async-signal-safe.
+///
+/// # Safety
+/// `path` must be a valid NUL-terminated C string.
+pub unsafe fn rmdir_patiently(path: *const c_char) -> bool {
+    for _ in 0..100 {
+        // SAFETY: the caller passes a valid C string; rmdir and nanosleep are async-signal-safe.
+        unsafe {
+            if libc::rmdir(path) == 0 {
+                return true;
+            }
+            if *libc::__errno_location() != libc::EBUSY {
+                return false;
+            }
+            let pause = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 1_000_000,
+            };
+            libc::nanosleep(&pause, null_mut());
+        }
+    }
+    false
 }
 
 /// Remembers a child so that an interrupting signal kills (SIGKILL) and reaps it.
@@ -262,6 +321,12 @@ pub fn cleanup_now() {
             let path = cell.load(Ordering::SeqCst);
             if !path.is_null() && PATH_OWNERS[slot].load(Ordering::SeqCst) == me {
                 libc::unlink(path);
+            }
+        }
+        for (slot, cell) in DIRS.iter().enumerate() {
+            let path = cell.load(Ordering::SeqCst);
+            if !path.is_null() && DIR_OWNERS[slot].load(Ordering::SeqCst) == me {
+                rmdir_patiently(path);
             }
         }
         write_back_settings(me);

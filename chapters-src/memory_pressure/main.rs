@@ -1,0 +1,138 @@
+//! Chapter "Memory pressure": what a process really costs (RSS vs PSS), how pages leave RAM
+//! (file pages to their file, anonymous pages to swap), MADV_FREE vs MADV_DONTNEED, overcommit,
+//! the OOM killer contained in a cgroup, and mlock.
+
+mod anonymous_pages_need_swap;
+mod cgroup;
+mod child;
+mod file_pages_leave_and_come_back;
+mod free_keeps_data_dontneed_zeroes;
+mod memory;
+mod mlock_keeps_pages_in_ram;
+mod oom_killer_in_a_cgroup;
+mod overcommit_refuses_one_big_allocation;
+mod pss_splits_shared_pages;
+
+use anonymous_pages_need_swap::anonymous_pages_need_swap;
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use file_pages_leave_and_come_back::file_pages_leave_and_come_back;
+use free_keeps_data_dontneed_zeroes::free_keeps_data_dontneed_zeroes;
+use mlock_keeps_pages_in_ram::mlock_keeps_pages_in_ram;
+use oom_killer_in_a_cgroup::oom_killer_in_a_cgroup;
+use overcommit_refuses_one_big_allocation::overcommit_refuses_one_big_allocation;
+use pss_splits_shared_pages::pss_splits_shared_pages;
+use std::path::PathBuf;
+use vmbook::banner;
+
+/// The chapter "Memory pressure" of the book: RSS vs PSS, MADV_PAGEOUT of file and anonymous
+/// pages (swap), MADV_FREE vs MADV_DONTNEED, overcommit, the OOM killer in a memory cgroup, mlock.
+#[derive(Parser)]
+#[command(version, long_about = None)]
+struct Options {
+    #[command(subcommand)]
+    experiment: Option<Experiment>,
+    /// Stop at each experiment, print this process's pid and what to inspect, wait for Enter.
+    #[arg(long, global = true)]
+    pause: bool,
+}
+
+#[derive(Subcommand)]
+enum Experiment {
+    /// Parent and child share a region: VmRSS, Pss and Private_* of each, and their sums.
+    RssPss {
+        /// How many pages the shared region holds.
+        #[arg(long, default_value_t = 1024, value_parser = pages_in_range)]
+        pages: usize,
+    },
+    /// A clean file mapping: MADV_PAGEOUT drops its pages; reading them again takes major faults.
+    PageoutFile {
+        /// How many pages the file holds.
+        #[arg(long, default_value_t = 256, value_parser = pages_in_range)]
+        pages: usize,
+        /// Where to create the (immediately unlinked) file: a disk-backed filesystem, not tmpfs.
+        /// Default: $TMPDIR or /tmp, else /var/tmp.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Anonymous pages and MADV_PAGEOUT: to swap if there is swap (pagemap bit 62, VmSwap), else
+    /// nowhere.
+    PageoutAnon {
+        /// How many pages to write and page out.
+        #[arg(long, default_value_t = 1024, value_parser = pages_in_range)]
+        pages: usize,
+    },
+    /// MADV_FREE keeps data and RSS until reclaim; MADV_DONTNEED drops both at once.
+    Free {
+        /// How many pages each region holds.
+        #[arg(long, default_value_t = 256, value_parser = pages_in_range)]
+        pages: usize,
+    },
+    /// One mapping far beyond RAM + swap against many smaller ones that add up to it.
+    Overcommit {
+        /// Into how many pieces the big request is cut.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(2..=64))]
+        pieces: u32,
+    },
+    /// oom_score_adj, and a child killed by the OOM killer inside a small memory cgroup (cgroup v2,
+    /// memory controller available to this program's cgroup).
+    Oom {
+        /// memory.max of the child cgroup, in MiB.
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(4..=1024))]
+        max_mib: u64,
+    },
+    /// Locked pages stay in RAM (MADV_PAGEOUT refuses them); RLIMIT_MEMLOCK bounds what may be
+    /// locked without CAP_IPC_LOCK.
+    Mlock {
+        /// How many pages to lock (and how many to leave unlocked beside them).
+        #[arg(long, default_value_t = 16, value_parser = pages_in_range)]
+        pages: usize,
+    },
+}
+
+/// `--pages`: at least one page, at most 256 Ki pages (1 GiB with 4 KiB pages).
+fn pages_in_range(text: &str) -> Result<usize, String> {
+    let n: usize = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of pages"))?;
+    if (1..=1 << 18).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("{n} pages is out of range 1..=262144"))
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let options = Options::parse();
+    vmbook::pause::enable(options.pause);
+    vmbook::run(|| {
+        banner();
+        match options.experiment {
+            Some(experiment) => run(experiment),
+            None => {
+                run(Experiment::RssPss { pages: 1024 })?;
+                run(Experiment::PageoutFile {
+                    pages: 256,
+                    dir: None,
+                })?;
+                run(Experiment::PageoutAnon { pages: 1024 })?;
+                run(Experiment::Free { pages: 256 })?;
+                run(Experiment::Overcommit { pieces: 4 })?;
+                run(Experiment::Oom { max_mib: 16 })?;
+                run(Experiment::Mlock { pages: 16 })
+            }
+        }
+    })
+}
+
+fn run(experiment: Experiment) -> Result<()> {
+    match experiment {
+        Experiment::RssPss { pages } => pss_splits_shared_pages(pages),
+        Experiment::PageoutFile { pages, dir } => file_pages_leave_and_come_back(pages, dir),
+        Experiment::PageoutAnon { pages } => anonymous_pages_need_swap(pages),
+        Experiment::Free { pages } => free_keeps_data_dontneed_zeroes(pages),
+        Experiment::Overcommit { pieces } => overcommit_refuses_one_big_allocation(pieces as u64),
+        Experiment::Oom { max_mib } => oom_killer_in_a_cgroup(max_mib),
+        Experiment::Mlock { pages } => mlock_keeps_pages_in_ram(pages),
+    }
+}

@@ -1,0 +1,185 @@
+//! What a process costs: VmRSS counts every shared page in full in each process; Pss splits it.
+
+use crate::child::fork_waiting;
+use crate::memory::{check, fill};
+use anyhow::{Context, Result};
+use procfs::process::{MMapPath, PageInfo, Process};
+use std::collections::{HashMap, HashSet};
+use vmbook::procinfo::{frames_visible, page_size, smaps_of_pid};
+use vmbook::{bytes, finding, kb, not_checked, section, Mapping};
+
+// ANCHOR: rollup
+/// The counters of /proc/PID/smaps_rollup (one line per counter, summed over every mapping) and
+/// VmRSS from /proc/PID/status, in bytes.
+fn rollup(pid: i32) -> Result<HashMap<String, u64>> {
+    let process = Process::new(pid).with_context(|| format!("open /proc/{pid}"))?;
+    let rollup = process
+        .smaps_rollup()
+        .with_context(|| format!("read /proc/{pid}/smaps_rollup"))?;
+    let mut counters = rollup
+        .memory_map_rollup
+        .0
+        .into_iter()
+        .next()
+        .map(|m| m.extension.map)
+        .unwrap_or_default();
+    let status = process.status().context("read /proc/PID/status")?;
+    counters.insert("VmRSS".into(), status.vmrss.unwrap_or(0) * 1024);
+    Ok(counters)
+}
+// ANCHOR_END: rollup
+
+/// The physical frames of every present page of `pid` (needs CAP_SYS_ADMIN to see them).
+fn frames(pid: i32) -> Result<HashSet<u64>> {
+    let process = Process::new(pid)?;
+    let mut pagemap = process.pagemap()?;
+    let mut found = HashSet::new();
+    for map in process.maps()? {
+        // vvar and vsyscall are not pages of this process (and not in its RSS).
+        if matches!(&map.pathname, MMapPath::Vvar | MMapPath::Vsyscall)
+            || matches!(&map.pathname, MMapPath::Other(name) if name.starts_with("vvar"))
+        {
+            continue;
+        }
+        let range = (map.address.0 as usize / page_size())..(map.address.1 as usize / page_size());
+        for entry in pagemap.get_range_info(range)? {
+            if let PageInfo::MemoryPage(flags) = entry {
+                let pfn = flags.get_page_frame_number().0;
+                if pfn != 0 {
+                    found.insert(pfn);
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+pub fn pss_splits_shared_pages(pages: usize) -> Result<()> {
+    let len = pages * page_size();
+    section(&format!(
+        "Parent and child share a {} MAP_SHARED region (and the C library)",
+        bytes(len as u64)
+    ));
+    // ANCHOR: pss_splits_shared_pages
+    let mut region = Mapping::shared(len)?;
+    fill(region.bytes_mut(), 1);
+    let addr = region.addr();
+    let shared = &region;
+    // The child reads every page, so that both processes map all of them, then holds still.
+    let child = fork_waiting(|| check(shared.bytes(), 1).0.min(255) as u8, || 0)?;
+    let me = std::process::id() as i32;
+    let them = child.pid.as_raw();
+    let counters = [rollup(me)?, rollup(them)?];
+    let in_region = [smaps_of_pid(me, addr)?, smaps_of_pid(them, addr)?];
+    // ANCHOR_END: pss_splits_shared_pages
+    let pair_frames = if frames_visible() {
+        let mut all = frames(me)?;
+        all.extend(frames(them)?);
+        Some(all.len() as u64 * page_size() as u64)
+    } else {
+        None
+    };
+    vmbook::pause::here(
+        "parent and child both map the region; the child waits",
+        &[
+            "cat /proc/PID/smaps_rollup",
+            "ps -o pid,rss,cmd --ppid PID",
+            "grep -A 8 rw-s /proc/PID/smaps",
+        ],
+    );
+    let child_changed = child.report;
+    child.release()?;
+
+    let get = |i: usize, key: &str| counters[i].get(key).copied().unwrap_or(0);
+    let shared_of = |i: usize| get(i, "Shared_Clean") + get(i, "Shared_Dirty");
+    let private_of = |i: usize| get(i, "Private_Clean") + get(i, "Private_Dirty");
+    println!(
+        "{:<8} {:>12} {:>12} {:>12} {:>12}",
+        "", "VmRSS", "Pss", "Shared_*", "Private_*"
+    );
+    for (i, who) in ["parent", "child"].iter().enumerate() {
+        println!(
+            "{who:<8} {:>12} {:>12} {:>12} {:>12}",
+            kb(get(i, "VmRSS")),
+            kb(get(i, "Pss")),
+            kb(shared_of(i)),
+            kb(private_of(i))
+        );
+    }
+    let rss_sum = get(0, "VmRSS") + get(1, "VmRSS");
+    let pss_sum = get(0, "Pss") + get(1, "Pss");
+    println!("{:<8} {:>12} {:>12}", "sum", kb(rss_sum), kb(pss_sum));
+    match pair_frames {
+        Some(used) => println!(
+            "the pair uses {} of RAM (distinct frames in the two pagemaps)",
+            kb(used)
+        ),
+        None => println!(
+            "the pair's distinct frames: hidden (pagemap shows frames only with CAP_SYS_ADMIN)"
+        ),
+    }
+    if check(region.bytes(), 1).0 != 0 || child_changed != 0 {
+        println!(
+            "(the region's contents changed: {} pages differ in the child)",
+            child_changed
+        );
+    }
+
+    let region_rss = [in_region[0]["Rss"], in_region[1]["Rss"]];
+    let region_pss = [in_region[0]["Pss"], in_region[1]["Pss"]];
+    let whole = len as u64;
+    finding(
+        "VmRSS counts the shared region in full in each process",
+        region_rss.iter().all(|&r| r * 10 >= whole * 9),
+        format!(
+            "the region's Rss: parent {}, child {}",
+            kb(region_rss[0]),
+            kb(region_rss[1])
+        ),
+    );
+    let pss_region_sum = region_pss[0] + region_pss[1];
+    finding(
+        "Pss splits the shared region: half to each, the two add up to the region once \
+         (to within a hundredth)",
+        pss_region_sum.abs_diff(whole) * 100 <= whole
+            && region_pss
+                .iter()
+                .all(|&p| p.abs_diff(whole / 2) * 100 <= whole),
+        format!(
+            "the region's Pss: parent {}, child {}",
+            kb(region_pss[0]),
+            kb(region_pss[1])
+        ),
+    );
+    let claim_rss = "the two VmRSS add up to more than the pair uses: by at least the region \
+                     (to within a tenth)";
+    let claim_pss = "the two Pss add up to what the pair uses, less at most its pages shared \
+                     with other processes (the pair's Shared_Clean, plus a hundredth)";
+    match pair_frames {
+        Some(used) => {
+            finding(
+                claim_rss,
+                rss_sum >= used + whole * 9 / 10,
+                format!("VmRSS sum {} against {} used", kb(rss_sum), kb(used)),
+            );
+            let slack = get(0, "Shared_Clean").max(get(1, "Shared_Clean")) + used / 100;
+            finding(
+                claim_pss,
+                pss_sum <= used + used / 100 && used <= pss_sum + slack,
+                format!(
+                    "Pss sum {} against {} used: {:.1}%",
+                    kb(pss_sum),
+                    kb(used),
+                    pss_sum as f64 * 100.0 / used as f64
+                ),
+            );
+        }
+        None => {
+            let why = "frame numbers are hidden without CAP_SYS_ADMIN, so what the pair uses \
+                       cannot be counted";
+            not_checked(claim_rss, why);
+            not_checked(claim_pss, why);
+        }
+    }
+    Ok(())
+}
