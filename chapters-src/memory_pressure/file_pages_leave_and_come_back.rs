@@ -117,7 +117,11 @@ pub fn file_pages_leave_and_come_back(pages: usize, dir: Option<PathBuf>) -> Res
     // ANCHOR: file_pages_leave_and_come_back
     let mut contents = vec![0u8; len];
     fill(&mut contents, 3);
-    file.write_all(&contents).context("write the file")?;
+    // One page per write: the page cache then holds one small folio per page. (One big write
+    // may give it large folios, which MADV_PAGEOUT here sometimes left in place, all of them.)
+    for page in contents.chunks(page_size()) {
+        file.write_all(page).context("write the file")?;
+    }
     // Written back to the disk: the pages in the page cache are clean, so they may simply go.
     nix::unistd::fdatasync(&file).context("fdatasync")?;
     let mapping = FileMapping::new(&file, len)?;
