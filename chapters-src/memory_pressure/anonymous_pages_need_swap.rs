@@ -30,7 +30,7 @@ pub fn anonymous_pages_need_swap(pages: usize) -> Result<()> {
     let with_swap = [
         "with swap, MADV_PAGEOUT moves anonymous pages out of RAM: pagemap marks them swapped \
          (bit 62) and mincore no longer resident (nine in ten)",
-        "VmSwap grows by what left (to within a tenth, or 256 kB)",
+        "VmSwap grows by what left (to within a tenth, or 256 KiB)",
         "touching them again brings each page back with its data, one fault per swapped page \
          (to within a tenth)",
     ];

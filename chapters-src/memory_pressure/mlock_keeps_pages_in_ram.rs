@@ -15,21 +15,6 @@ use vmbook::{bytes, finding, kb, not_checked, section, Mapping};
 
 const CAP_IPC_LOCK: u32 = 14;
 
-/// Whether CAP_IPC_LOCK is in this process's effective set (CapEff in /proc/self/status).
-fn can_lock_beyond_the_limit() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            let hex = s
-                .lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))?
-                .trim()
-                .to_string();
-            u64::from_str_radix(&hex, 16).ok()
-        })
-        .is_some_and(|caps| caps & (1 << CAP_IPC_LOCK) != 0)
-}
-
 /// Drops CAP_IPC_LOCK from this process's effective set (in a forked child: nothing else changes).
 fn drop_cap_ipc_lock() -> bool {
     #[repr(C)]
@@ -166,16 +151,7 @@ fn rlimit_memlock_bounds_locking() -> Result<()> {
             kb(v)
         }
     };
-    println!(
-        "RLIMIT_MEMLOCK: soft {}, hard {}; this process {} CAP_IPC_LOCK",
-        show(soft),
-        show(hard),
-        if can_lock_beyond_the_limit() {
-            "has"
-        } else {
-            "lacks"
-        }
-    );
+    println!("RLIMIT_MEMLOCK: soft {}, hard {}", show(soft), show(hard));
     let claim = "without CAP_IPC_LOCK, one page can be locked but not more than RLIMIT_MEMLOCK \
                  (ENOMEM)";
     if soft == RLIM_INFINITY || soft > 1 << 40 {
