@@ -24,7 +24,7 @@ fn read_proc(pid: i32, file: &str) -> Result<i64> {
 fn ended(status: &WaitStatus) -> String {
     match status {
         WaitStatus::Exited(_, code) => format!("exited with status {code}"),
-        WaitStatus::Signaled(_, signal, _) => format!("killed by {signal}"),
+        WaitStatus::Signaled(_, signal, _) => format!("was killed by {signal}"),
         other => format!("{other:?}"),
     }
 }
