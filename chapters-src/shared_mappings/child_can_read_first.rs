@@ -54,7 +54,13 @@ fn seed_002_in_a_new_process(nap: Duration) -> Result<usize> {
         "--nap-us",
         &nap.as_micros().to_string(),
     ]);
+    // As a subreaper, this process inherits the seed's forked child if the new process is killed
+    // before reaping it, and reaps it below: no zombie is left to the shell.
+    nix::sys::prctl::set_child_subreaper(true).context("prctl(PR_SET_CHILD_SUBREAPER)")?;
     let output = wait_spawned(spawn_tracked(command.stdout(Stdio::piped()))?)?;
+    if !output.status.success() {
+        while nix::sys::wait::waitpid(None, None).is_ok() {}
+    }
     let said = String::from_utf8_lossy(&output.stdout);
     match OUTCOMES.iter().position(|o| *o == said.trim()) {
         Some(outcome) if output.status.success() => Ok(outcome),
