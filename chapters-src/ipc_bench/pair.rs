@@ -30,12 +30,95 @@ impl Placement {
     }
 }
 
-/// The first two CPUs this process may run on (the second is `None` on a one-CPU machine).
-pub fn usable_cpus() -> Result<(usize, Option<usize>)> {
+/// The CPUs this process may run on (its affinity mask), in order.
+fn allowed_cpus() -> Result<Vec<usize>> {
     let set = sched_getaffinity(Pid::from_raw(0)).context("sched_getaffinity")?;
-    let mut cpus = (0..CpuSet::count()).filter(|&c| set.is_set(c).unwrap_or(false));
-    let first = cpus.next().context("sched_getaffinity: no CPU allowed")?;
-    Ok((first, cpus.next()))
+    let cpus: Vec<usize> = (0..CpuSet::count())
+        .filter(|&c| set.is_set(c).unwrap_or(false))
+        .collect();
+    ensure!(!cpus.is_empty(), "sched_getaffinity: no CPU allowed");
+    Ok(cpus)
+}
+
+/// The hardware threads that share `cpu`'s core (SMT siblings, `cpu` included), from
+/// `/sys/devices/system/cpu/cpuN/topology/thread_siblings_list` ("0-1", "0,8"); just `cpu` where
+/// the file cannot be read.
+fn smt_siblings(cpu: usize) -> Vec<usize> {
+    let path = format!("/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list");
+    let Ok(list) = std::fs::read_to_string(path) else {
+        return vec![cpu];
+    };
+    let mut cpus = Vec::new();
+    for part in list.trim().split(',') {
+        let mut ends = part.split('-').map(|n| n.trim().parse::<usize>());
+        match (ends.next(), ends.next()) {
+            (Some(Ok(a)), Some(Ok(b))) => cpus.extend(a..=b),
+            (Some(Ok(a)), None) => cpus.push(a),
+            _ => {}
+        }
+    }
+    if cpus.is_empty() {
+        vec![cpu]
+    } else {
+        cpus
+    }
+}
+
+/// The two CPUs of the two-core placement, and what they are.
+pub struct CpuPair {
+    pub first: usize,
+    /// `None` when this process may run on one CPU only.
+    pub second: Option<usize>,
+    /// The two are SMT siblings: hardware threads of one core, sharing its L1 and L2 caches,
+    /// because the affinity mask holds no CPU of another core.
+    pub siblings: bool,
+}
+
+impl CpuPair {
+    /// What the two-core measurements use, in words; `None` when there are two separate cores,
+    /// the case the book describes.
+    pub fn caveat(&self) -> Option<String> {
+        match self.second {
+            None => Some(format!(
+                "this process may run on CPU {} only (its affinity mask): no two-core measurement",
+                self.first
+            )),
+            Some(second) if self.siblings => Some(format!(
+                "CPU {} and CPU {second}, the only pair allowed, are SMT siblings of one core: \
+                 the two-core figures share one core's caches",
+                self.first
+            )),
+            Some(_) => None,
+        }
+    }
+}
+
+/// Chooses the two CPUs: the first allowed CPU, and the first allowed CPU on another core (not
+/// one of its SMT siblings); if every other allowed CPU is a sibling, the first of them.
+pub fn cpu_pair() -> Result<CpuPair> {
+    let cpus = allowed_cpus()?;
+    let first = cpus[0];
+    let siblings = smt_siblings(first);
+    let other_core = cpus[1..].iter().copied().find(|c| !siblings.contains(c));
+    Ok(match (other_core, cpus.get(1)) {
+        (Some(second), _) => CpuPair {
+            first,
+            second: Some(second),
+            siblings: false,
+        },
+        (None, second) => CpuPair {
+            first,
+            second: second.copied(),
+            siblings: second.is_some(),
+        },
+    })
+}
+
+/// The two CPUs the processes are pinned to (the second is `None` on a one-CPU mask): see
+/// [`cpu_pair`].
+pub fn usable_cpus() -> Result<(usize, Option<usize>)> {
+    let pair = cpu_pair()?;
+    Ok((pair.first, pair.second))
 }
 
 fn pin(cpu: usize) -> Result<()> {
@@ -62,10 +145,20 @@ pub fn run_pair<T>(
     };
     let saved = sched_getaffinity(Pid::from_raw(0)).context("sched_getaffinity")?;
     pin(first)?;
+    let parent_pid = nix::unistd::getpid();
     let pid = fork_child(|| {
-        // If the parent dies (even by SIGKILL), the kernel kills this child too: no orphan.
+        // If the parent dies (even by SIGKILL), the kernel kills this child too: no orphan. A
+        // parent that died before the prctl took effect sent no signal: then the child has been
+        // reparented already, which getppid shows.
         let setup = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
             .context("prctl(PR_SET_PDEATHSIG)")
+            .and_then(|()| {
+                ensure!(
+                    nix::unistd::getppid() == parent_pid,
+                    "the parent died before the child started"
+                );
+                Ok(())
+            })
             .and_then(|()| pin(child_cpu));
         match setup.and_then(|()| child()) {
             Ok(()) => 0,

@@ -9,9 +9,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 use vmbook::{futex, Mapping};
 
-/// One counter per 64-byte cache line, so that the producer's stores to `head` and the consumer's
-/// stores to `tail` do not fight over one line ("false sharing").
-#[repr(C, align(64))]
+/// One counter per 128 bytes, so that the producer's stores to `head` and the consumer's stores to
+/// `tail` do not fight over one cache line ("false sharing"): a line is 64 bytes on most CPUs and
+/// 128 on some (Apple's, several POWER and ARM server chips), and x86's adjacent-line prefetcher
+/// fetches lines in pairs.
+#[repr(C, align(128))]
 struct Line(AtomicU32);
 
 #[repr(C)]

@@ -5,7 +5,7 @@ use anyhow::{bail, ensure, Context, Result};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
-use vmbook::process::{fork_child, spawn_tracked, wait_exit_code, wait_spawned};
+use vmbook::process::{fork_child, spawn_tracked_ending_with, wait_exit_code, wait_spawned};
 use vmbook::procinfo::page_size;
 use vmbook::{finding, not_checked, section, Mapping};
 
@@ -57,7 +57,10 @@ fn seed_002_in_a_new_process(nap: Duration) -> Result<usize> {
     // As a subreaper, this process inherits the seed's forked child if the new process is killed
     // before reaping it, and reaps it below: no zombie is left to the shell.
     nix::sys::prctl::set_child_subreaper(true).context("prctl(PR_SET_CHILD_SUBREAPER)")?;
-    let output = wait_spawned(spawn_tracked(command.stdout(Stdio::piped()))?)?;
+    // An interrupting signal ends that process with SIGTERM: its own handler then kills and reaps
+    // the seed's child before it dies (SIGKILL would orphan that child).
+    let child = spawn_tracked_ending_with(command.stdout(Stdio::piped()), libc::SIGTERM)?;
+    let output = wait_spawned(child)?;
     if !output.status.success() {
         while nix::sys::wait::waitpid(None, None).is_ok() {}
     }
