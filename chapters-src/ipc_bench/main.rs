@@ -12,14 +12,14 @@ mod units;
 
 use anyhow::{ensure, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use pair::{usable_cpus, Placement};
+use pair::{cpu_pair, Placement};
 use ping::Ping;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use stream::Transport;
 use units::{gbps, parse_size, percentiles};
 use vmbook::measure::time;
-use vmbook::{banner, bytes, finding, section};
+use vmbook::{banner, bytes, finding, not_checked, section};
 
 /// Appendix A of the book, "Measured IPC": how fast pipes, Unix sockets, POSIX message queues,
 /// a shared-memory ring, futexes, semaphores and signals move data between two processes on this
@@ -118,19 +118,30 @@ fn main() -> std::process::ExitCode {
 
 /// The placements asked for; two cores only where this process may use two CPUs.
 fn placements(wanted: Where) -> Result<Vec<Placement>> {
-    let (_, second) = usable_cpus()?;
+    let pair = cpu_pair()?;
     let mut list = Vec::new();
     if wanted != Where::TwoCores {
         list.push(Placement::OneCore);
     }
     if wanted != Where::OneCore {
-        if second.is_some() {
+        if pair.second.is_some() {
             list.push(Placement::TwoCores);
-        } else {
-            println!("note: this process may run on one CPU only: no two-core measurements");
+        }
+        if let Some(caveat) = pair.caveat() {
+            println!("note: {caveat}");
         }
     }
     Ok(list)
+}
+
+/// Why the two-core findings cannot be checked here: `Some` when two cores were asked for and this
+/// process may run on one CPU only.
+fn no_second_cpu(wanted: Where) -> Result<Option<String>> {
+    let pair = cpu_pair()?;
+    Ok(match (wanted, pair.second) {
+        (Where::OneCore, _) | (_, Some(_)) => None,
+        _ => pair.caveat(),
+    })
 }
 
 /// Whether this machine lets us create message queues (some containers forbid them).
@@ -248,6 +259,11 @@ fn streaming_throughput(
             ),
         );
     }
+    if let Some(why) = no_second_cpu(placement)? {
+        if best.contains_key(&(Transport::Ring, Placement::OneCore)) {
+            not_checked("the shm ring moves data faster than a pipe, two cores", why);
+        }
+    }
     if let (Some(one), Some(two)) = (
         best.get(&(Transport::Ring, Placement::OneCore)),
         best.get(&(Transport::Ring, Placement::TwoCores)),
@@ -328,6 +344,30 @@ fn round_trip_latency(iterations: u32, wanted: &[Ping], placement: Where) -> Res
             .filter(move |(key, _)| **key != skip)
             .map(|(_, &v)| v)
     };
+    if let Some(why) = no_second_cpu(placement)? {
+        for (k, claim) in [
+            (
+                Ping::Spin,
+                "spinning on a shared word, two cores, is the fastest round trip",
+            ),
+            (
+                Ping::Spin,
+                "spinning on a shared word is at least ten times slower on one core than on two",
+            ),
+            (
+                Ping::Pipe,
+                "a pipe round trip is faster on one core than on two",
+            ),
+            (
+                Ping::Futex,
+                "a shm + futex round trip is faster on one core than on two",
+            ),
+        ] {
+            if get(k, Placement::OneCore).is_some() {
+                not_checked(claim, &why);
+            }
+        }
+    }
     if let Some(spin) = get(Ping::Spin, Placement::TwoCores) {
         let next = others((Ping::Spin, Placement::TwoCores)).fold(f64::MAX, f64::min);
         finding(
