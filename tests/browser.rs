@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use vmbook::book::banner;
 
 /// Written into every HTML page the test server sends: after `load`, a hidden `<pre>` lists each
 /// image and whether the browser could decode it.
@@ -259,27 +260,6 @@ fn chapter_heading(chapter: &Chapter) -> String {
         .unwrap_or(&chapter.title)
         .trim()
         .to_string()
-}
-
-/// The first line of an output block: what `vmbook::banner` prints for these arguments.
-fn banner(bin: &str, args: &[String]) -> String {
-    let quote = |arg: &String| {
-        let plain = !arg.is_empty()
-            && arg
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
-        if plain {
-            arg.clone()
-        } else {
-            format!("'{}'", arg.replace('\'', r"'\''"))
-        }
-    };
-    if args.is_empty() {
-        format!("$ cargo run --bin {bin}")
-    } else {
-        let args: Vec<String> = args.iter().map(quote).collect();
-        format!("$ cargo run --bin {bin} -- {}", args.join(" "))
-    }
 }
 
 /// The text of every `<code>` element (blocks and inline), as the reader sees it. (In the browser,

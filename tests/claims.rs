@@ -1,6 +1,8 @@
 //! `cargo run --bin claims` answers "does my machine agree with the book?": it must find every
 //! directive the tests find, run them all, and end with a summary line of a fixed form; on the
-//! machine that checks the book, every claim holds and it exits 0.
+//! machine that checks the book, every claim holds and it exits 0. Its programs run through the
+//! same `scripts/cargo-shim` as the tests' book build, so the outputs it checks are the ones the
+//! built book shows.
 
 mod support;
 
@@ -11,6 +13,9 @@ use std::process::{Command, Stdio};
 fn claims_runs_every_directive_and_this_machine_agrees() {
     let output = Command::new(support::binary("claims"))
         .current_dir(support::root())
+        // The directives run as in the tests' book build: this test run's binaries, each program
+        // once (an output it already printed in this environment is reused).
+        .envs(support::shim_environment())
         .stdin(Stdio::null())
         .output()
         .expect("start claims");

@@ -1,15 +1,18 @@
-//! Live reload while writing, as a writer uses it: `mdbook serve` is running, a line of a chapter
-//! program under `chapters-src/` changes, and the served page shows the program's new output.
+//! Live reload while writing, as a writer uses it: `scripts/book.sh serve` is running, a line of a
+//! chapter program under `chapters-src/` changes, and the served page shows the program's new output.
 //!
 //! The test works on a copy of the project (.gitignore, book.toml, Cargo.toml, Cargo.lock, book/,
-//! chapters-src/, tests/) in `target/live-reload/project`, kept between runs so that only what
-//! changed is rebuilt. The copy has its own cargo target directory: sharing the real one would
-//! overwrite `target/debug/CHAPTER` (which every other test runs) with the edited program. It
-//! starts the pinned `mdbook serve` on a free port of 127.0.0.1, edits the title a chapter program
-//! prints for one experiment, polls the page until the new title appears, and reports the time
-//! from the save to the refreshed page.
+//! chapters-src/, scripts/) in `target/live-reload/project`, kept between runs. The copy has its own
+//! cargo target directory (sharing the real one would overwrite `target/debug/CHAPTER`, which every
+//! other test runs, with the edited program), seeded from the one `cargo test` just built: files are
+//! copied with their modification times, so cargo finds the copy's programs already built and
+//! compiles only what the copy changes (the edited program, and the two that embed the project's
+//! path). It starts the copy's `scripts/book.sh serve` on a free port of 127.0.0.1, edits the title
+//! a chapter program prints for one experiment, polls the page until the new title appears, and
+//! reports the time from the save to the refreshed page.
 //!
-//! Without mdbook (installed by `scripts/book.sh`) it says so and passes, unless `CI` is set.
+//! Without the pinned mdbook (installed by `scripts/book.sh`) it says so and passes, unless `CI` is
+//! set.
 
 mod reader;
 mod support;
@@ -20,54 +23,37 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The first build of the copy compiles the dependencies; after that, one chapter program.
-const FIRST_BUILD_LIMIT: Duration = Duration::from_secs(20 * 60);
-/// `mdbook serve`'s first build runs every program in the book.
-const SERVE_LIMIT: Duration = Duration::from_secs(5 * 60);
+/// The first build of a copy compiles the programs the copy changes; later, only an edited one.
+const SERVE_LIMIT: Duration = Duration::from_secs(10 * 60);
 const RELOAD_LIMIT: Duration = Duration::from_secs(5 * 60);
 
 #[test]
 fn a_changed_chapter_program_shows_in_the_served_page() {
     let Some(tools) = find_tools() else {
         reader::skip_or_fail(
-            "mdbook and mdbook-cmdrun are not installed: run `scripts/book.sh build` once",
+            "mdbook 0.4.52 and mdbook-cmdrun are not installed: run `scripts/book.sh build` once",
         );
         return;
     };
     let root = support::root();
     let copy = root.join("target/live-reload/project");
+    let started = Instant::now();
     sync_copy(&root, &copy);
+    seed_target(&root, &copy);
     let (chapter, source, title) = what_to_edit(&copy);
     let page = chapter.html();
-
-    // Build the chapter programs first, as scripts/book.sh does, so the serve starts warm. Another
-    // chapter's program may be half-written right now: only the one edited here must build.
-    let started = Instant::now();
-    seed_target(&root, &copy);
-    let bin = chapter.binaries()[0].clone();
-    let _ = reader::run_with_limit(
-        cargo_in(&copy).args(["build", "-q", "--bins"]),
-        FIRST_BUILD_LIMIT,
-    );
-    let build = reader::run_with_limit(
-        cargo_in(&copy).args(["build", "-q", "--bin", &bin]),
-        FIRST_BUILD_LIMIT,
-    )
-    .unwrap_or_else(|why| panic!("cargo build in the copy: {why}"));
-    assert!(
-        build.status.success(),
-        "cargo build in the copy:\n{}",
-        build.stderr
-    );
-    eprintln!("copy of the project built in {:.1?}", started.elapsed());
+    eprintln!("copy of the project made in {:.1?}", started.elapsed());
 
     let port = free_port();
     let serve = Serve::start(&copy, &tools, port);
     let before = format!("== {title}");
     let started = Instant::now();
     wait_for(port, &page, &before, SERVE_LIMIT, &serve)
-        .unwrap_or_else(|why| panic!("mdbook serve's first build: {why}"));
-    eprintln!("mdbook serve's first build: {:.1?}", started.elapsed());
+        .unwrap_or_else(|why| panic!("scripts/book.sh serve's first build: {why}"));
+    eprintln!(
+        "scripts/book.sh serve's first build: {:.1?}",
+        started.elapsed()
+    );
 
     // The writer's edit: the title the experiment prints.
     let original = std::fs::read_to_string(&source).unwrap();
@@ -97,25 +83,32 @@ fn a_changed_chapter_program_shows_in_the_served_page() {
     );
 }
 
-/// Where `mdbook` and `mdbook-cmdrun` are: on PATH, or where scripts/book.sh installs them.
+/// The directory holding the pinned `mdbook` and `mdbook-cmdrun` as `cargo install` put them there
+/// (what `scripts/book.sh` checks): $VMBOOK_TOOLS/bin, target/tools/bin, or a directory on PATH.
 fn find_tools() -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    for var in ["VMBOOK_TOOLS", "CARGO_HOME"] {
-        if let Some(dir) = std::env::var_os(var) {
-            dirs.push(PathBuf::from(dir).join("bin"));
-        }
+    let mut dirs = Vec::new();
+    if let Some(dir) = std::env::var_os("VMBOOK_TOOLS") {
+        dirs.push(PathBuf::from(dir).join("bin"));
     }
-    if let Some(home) = std::env::var_os("HOME") {
-        dirs.push(PathBuf::from(home).join(".cargo/bin"));
-    }
-    dirs.into_iter()
-        .find(|d| d.join("mdbook").is_file() && d.join("mdbook-cmdrun").is_file())
+    dirs.push(support::root().join("target/tools/bin"));
+    dirs.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    dirs.into_iter().find(|dir| {
+        let installed = dir
+            .parent()
+            .and_then(|root| std::fs::read_to_string(root.join(".crates.toml")).ok())
+            .unwrap_or_default();
+        dir.join("mdbook").is_file()
+            && dir.join("mdbook-cmdrun").is_file()
+            && installed.contains("\"mdbook 0.4.52 ")
+            && installed.contains("\"mdbook-cmdrun 0.7.3 ")
+    })
 }
 
-/// Makes `copy` hold the project's book and programs, rewriting only files that differ (so that
-/// cargo rebuilds only what changed) and removing files the project no longer has.
+/// Makes `copy` hold the project's book, programs and scripts, rewriting only files that differ
+/// and giving each its original's modification time (so that cargo, comparing times, finds the
+/// seeded programs up to date), and removing files the project no longer has.
 fn sync_copy(root: &Path, copy: &Path) {
     std::fs::create_dir_all(copy).unwrap();
     // mdbook serve ignores what the nearest .gitignore above the book ignores: without its own,
@@ -128,7 +121,7 @@ fn sync_copy(root: &Path, copy: &Path) {
     for file in ["book.toml", "Cargo.toml", "Cargo.lock"] {
         sync_file(&root.join(file), &copy.join(file));
     }
-    for dir in ["book", "chapters-src", "tests"] {
+    for dir in ["book", "chapters-src", "scripts", "tests"] {
         sync_dir(&root.join(dir), &copy.join(dir));
     }
 }
@@ -160,12 +153,15 @@ fn sync_dir(from: &Path, to: &Path) {
 }
 
 fn sync_file(from: &Path, to: &Path) {
-    let Ok(content) = std::fs::read(from) else {
+    let (Ok(content), Ok(meta)) = (std::fs::read(from), std::fs::metadata(from)) else {
         return; // removed while we copied: someone else's edit in progress
     };
     if std::fs::read(to).ok().as_deref() != Some(&content[..]) {
         std::fs::write(to, content).unwrap();
     }
+    let file = std::fs::File::options().write(true).open(to).unwrap();
+    file.set_modified(meta.modified().unwrap()).unwrap();
+    file.set_permissions(meta.permissions()).unwrap();
 }
 
 /// The first chapter program (found through Cargo.toml: its main file, and the other files of its
@@ -173,10 +169,17 @@ fn sync_file(from: &Path, to: &Path) {
 /// and the title.
 fn what_to_edit(copy: &Path) -> (reader::Chapter, PathBuf, String) {
     let title = regex::Regex::new(r#"section\("([A-Za-z0-9 ,:()/._-]{8,})"\)"#).unwrap();
-    let manifest = std::fs::read_to_string(copy.join("Cargo.toml")).unwrap();
+    let manifest: toml::Table = std::fs::read_to_string(copy.join("Cargo.toml"))
+        .unwrap()
+        .parse()
+        .expect("Cargo.toml");
+    let bin_path = |bin: &str| {
+        manifest.get("bin")?.as_array()?.iter().find_map(|b| {
+            (b.get("name")?.as_str()? == bin).then(|| b.get("path")?.as_str().map(PathBuf::from))?
+        })
+    };
     for chapter in reader::program_chapters() {
-        let bin = &chapter.binaries()[0];
-        let Some(main) = bin_path(&manifest, bin).map(|p| copy.join(p)) else {
+        let Some(main) = bin_path(&chapter.binaries()[0]).map(|p| copy.join(p)) else {
             continue;
         };
         // A chapter program is a folder (main.rs and one file per experiment) or a single file.
@@ -202,66 +205,48 @@ fn what_to_edit(copy: &Path) -> (reader::Chapter, PathBuf, String) {
     panic!("no chapter program prints a plain section(\"...\") title to edit");
 }
 
-/// The `path` of the `[[bin]]` named `bin` in Cargo.toml.
-fn bin_path(manifest: &str, bin: &str) -> Option<String> {
-    let value = |line: &str, key: &str| {
-        let (k, v) = line.split_once('=')?;
-        (k.trim() == key).then(|| v.trim().trim_matches('"').to_string())
-    };
-    let mut in_bin = false;
-    let mut name = None;
-    for line in manifest.lines() {
-        let line = line.trim();
-        if line.starts_with('[') {
-            in_bin = line == "[[bin]]";
-            name = None;
-        } else if in_bin {
-            if let Some(n) = value(line, "name") {
-                name = Some(n);
-            } else if let Some(path) = value(line, "path") {
-                if name.as_deref() == Some(bin) {
-                    return Some(path);
-                }
-            }
-        }
-    }
-    None
-}
-
-/// cargo, in the copy, with the copy's own target directory.
-/// Gives the copy's target directory the dependencies the project has already compiled, as hard
-/// links, once: the registry crates' artifacts do not depend on where the project lives, so cargo
-/// finds them fresh and compiles only the copy's own crate. (Cargo writes new artifacts under new
-/// names and replaces, never rewrites, the files it links; nothing here changes the project's.)
+/// Gives the copy's target directory what `cargo test` has just built for the project, afresh on
+/// every run. The registry crates' artifacts never change once built: they are hard links. The
+/// project's own (the `vmbook` library and the chapter programs, which cargo rebuilds in the copy
+/// when the copy changes them, writing some files in place) are copies, with their times.
 fn seed_target(root: &Path, copy: &Path) {
     let from = root.join("target/debug");
     let to = copy.join("target/debug");
-    if to.exists() || !from.join("deps").is_dir() {
-        return;
-    }
+    let _ = std::fs::remove_dir_all(&to);
     std::fs::create_dir_all(&to).unwrap();
+    let ours: Vec<String> = ["vmbook", "libvmbook"]
+        .into_iter()
+        .map(String::from)
+        .chain(
+            reader::program_chapters()
+                .iter()
+                .flat_map(|c| c.binaries())
+                .chain(["claims".to_string()])
+                .map(|b| b.replace('-', "_")),
+        )
+        .collect();
+    let is_ours = |name: &str| {
+        let stem = name.rsplit_once('-').map_or(name, |(stem, _)| stem);
+        ours.iter().any(|o| o == stem)
+    };
     for dir in ["deps", "build", ".fingerprint"] {
-        let status = Command::new("cp")
-            .arg("-al")
-            .arg(from.join(dir))
-            .arg(&to)
-            .status();
-        if !status.is_ok_and(|s| s.success()) {
-            eprintln!(
-                "could not seed {} from {}: building from scratch",
+        let Ok(entries) = std::fs::read_dir(from.join(dir)) else {
+            continue;
+        };
+        std::fs::create_dir_all(to.join(dir)).unwrap();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let mut command = Command::new("cp");
+            command.arg(if is_ours(&name) { "-a" } else { "-al" });
+            let status = command.arg(entry.path()).arg(to.join(dir)).status();
+            assert!(
+                status.is_ok_and(|s| s.success()),
+                "could not seed {} from {}",
                 to.display(),
-                dir
+                entry.path().display()
             );
         }
     }
-}
-
-fn cargo_in(copy: &Path) -> Command {
-    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or("cargo".into()));
-    command
-        .current_dir(copy)
-        .env("CARGO_TARGET_DIR", copy.join("target"));
-    command
 }
 
 fn free_port() -> u16 {
@@ -283,17 +268,19 @@ impl Serve {
         ))
         .unwrap();
         let log = copy.join("../serve.log");
-        let child = Command::new(tools.join("mdbook"))
+        let child = Command::new(copy.join("scripts/book.sh"))
             .args(["serve", "-n", "127.0.0.1", "-p", &port.to_string()])
             .current_dir(copy)
             .env("PATH", path)
+            .env("VMBOOK_TOOLS", tools.parent().unwrap())
             .env("CARGO_TARGET_DIR", copy.join("target"))
+            .env_remove("VMBOOK_BIN_DIR")
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(std::fs::File::options().append(true).open(&log).unwrap())
             .process_group(0)
             .spawn()
-            .expect("start mdbook serve");
+            .expect("start scripts/book.sh serve");
         Serve { child, log }
     }
 
@@ -355,18 +342,4 @@ fn get(port: u16, page: &str) -> Option<String> {
     head.starts_with("HTTP/1.1 200")
         .then(|| body.to_string())
         .or_else(|| head.starts_with("HTTP/1.0 200").then(|| body.to_string()))
-}
-
-#[test]
-fn chapter_sources_are_found_in_the_manifest() {
-    let manifest = "[package]\nname = \"vmbook\"\npath = \"x\"\n\n[[bin]]\nname = \"pages\"\npath = \"chapters-src/pages.rs\"\n\n[[bin]]\nname = \"cleanup\"\npath = \"chapters-src/cleanup/main.rs\"\n";
-    assert_eq!(
-        bin_path(manifest, "cleanup").as_deref(),
-        Some("chapters-src/cleanup/main.rs")
-    );
-    assert_eq!(
-        bin_path(manifest, "pages").as_deref(),
-        Some("chapters-src/pages.rs")
-    );
-    assert_eq!(bin_path(manifest, "vmbook"), None);
 }

@@ -26,54 +26,9 @@
 mod support;
 
 use regex::Regex;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Instant;
 use support::{binary, directives, fresh_tag, leftovers, root};
-
-const DROP_TO_NOBODY: [&str; 3] = ["--reuid=nobody", "--regid=nogroup", "--clear-groups"];
-
-/// Why this machine cannot run the test, if it cannot.
-fn cannot_drop_privileges() -> Option<String> {
-    if !vmbook::procinfo::is_root() {
-        return Some("the test does not run as root, so it cannot switch to user nobody".into());
-    }
-    match Command::new("setpriv")
-        .args(DROP_TO_NOBODY)
-        .arg("true")
-        .stdin(Stdio::null())
-        .output()
-    {
-        Err(e) => Some(format!(
-            "setpriv cannot be started ({e}); it is in util-linux"
-        )),
-        Ok(out) if !out.status.success() => Some(format!(
-            "`setpriv {} true` failed: {}",
-            DROP_TO_NOBODY.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
-        Ok(_) => reachable_by_nobody(),
-    }
-}
-
-/// Why user nobody cannot run the chapter binaries, if it cannot: every directory on the way to
-/// target/ must be searchable by others (a clone under /root, mode 700, is not).
-fn reachable_by_nobody() -> Option<String> {
-    let directive = directives().into_iter().find(|d| d.parsed.is_ok())?;
-    let (bin, _) = directive.parsed.ok()?;
-    let path = binary(&bin);
-    let ok = Command::new("setpriv")
-        .args(DROP_TO_NOBODY)
-        .args(["test", "-x"])
-        .arg(&path)
-        .status()
-        .is_ok_and(|status| status.success());
-    (!ok).then(|| {
-        format!(
-            "user nobody cannot execute {}: a directory on the way is not searchable by others",
-            path.display()
-        )
-    })
-}
 
 /// Whether a failed run failed only because `nobody` may not write into the project tree, which
 /// belongs to root here. A reader owns their checkout, so that is this machine's problem, not the
@@ -98,7 +53,7 @@ fn snapshot_shows_frames(snapshot_name: &str) -> bool {
 
 #[test]
 fn every_directive_runs_as_nobody() {
-    if let Some(why) = cannot_drop_privileges() {
+    if let Some(why) = support::cannot_run_as_nobody() {
         println!("non_root: not checked: {why}");
         return;
     }
@@ -118,9 +73,7 @@ fn every_directive_runs_as_nobody() {
         runs += 1;
         let tag = fresh_tag();
         let start = Instant::now();
-        let output = Command::new("setpriv")
-            .args(DROP_TO_NOBODY)
-            .arg(binary(bin))
+        let output = support::as_nobody(&binary(bin))
             .args(args)
             .current_dir(root().join("book"))
             .env("VMBOOK_RUN_TAG", &tag)

@@ -37,66 +37,9 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Processes, from /proc
+// Processes, from /proc (support::procs)
 
-#[derive(Clone, Debug)]
-struct Proc {
-    pid: i32,
-    ppid: i32,
-    state: char,
-    start: u64,
-    comm: String,
-}
-
-fn read_proc(pid: i32) -> Option<Proc> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    let comm = stat[open + 1..close].to_string();
-    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-    Some(Proc {
-        pid,
-        state: fields.first()?.chars().next()?,
-        ppid: fields.get(1)?.parse().ok()?,
-        start: fields.get(19)?.parse().ok()?,
-        comm,
-    })
-}
-
-fn all_procs() -> Vec<Proc> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(read_proc)
-        .collect()
-}
-
-fn descendants_of(root: i32, procs: &[Proc]) -> Vec<Proc> {
-    let mut found = Vec::new();
-    let mut frontier = vec![root];
-    while let Some(parent) = frontier.pop() {
-        for p in procs.iter().filter(|p| p.ppid == parent) {
-            frontier.push(p.pid);
-            found.push(p.clone());
-        }
-    }
-    found
-}
-
-/// Live processes whose environment holds `VMBOOK_RUN_TAG=tag`.
-fn tagged(tag: &str, procs: &[Proc]) -> Vec<Proc> {
-    let needle = format!("VMBOOK_RUN_TAG={tag}\0");
-    procs
-        .iter()
-        .filter(|p| {
-            std::fs::read(format!("/proc/{}/environ", p.pid))
-                .map(|env| env.windows(needle.len()).any(|w| w == needle.as_bytes()))
-                .unwrap_or(false)
-        })
-        .cloned()
-        .collect()
-}
+use support::procs::{self, descendants_of, tagged, Proc};
 
 fn signal(pid: i32, sig: libc::c_int) -> bool {
     // SAFETY: kill(2) with a pid we started (or that was reparented to us).
@@ -191,27 +134,10 @@ fn spawn(command: &mut Command) -> (Child, std::thread::JoinHandle<String>) {
 /// Runs `bin args` from the book's directory under a fresh tag, carries out `plan`, and reports
 /// what the run left behind. `limit` is how long it may take before it counts as hung.
 fn execute(bin: &str, args: &[String], plan: Plan, limit: Duration) -> Outcome {
-    execute_as(None, bin, args, plan, limit)
-}
-
-fn execute_as(
-    wrapper: Option<&[&str]>,
-    bin: &str,
-    args: &[String],
-    plan: Plan,
-    limit: Duration,
-) -> Outcome {
     become_subreaper();
     let me = std::process::id() as i32;
     let tag = fresh_tag();
-    let mut command = match wrapper {
-        Some(w) => {
-            let mut c = Command::new(w[0]);
-            c.args(&w[1..]).arg(binary(bin));
-            c
-        }
-        None => Command::new(binary(bin)),
-    };
+    let mut command = Command::new(binary(bin));
     command
         .args(args)
         .current_dir(root().join("book"))
@@ -226,9 +152,8 @@ fn execute_as(
         if let Some(status) = child.try_wait().expect("try_wait") {
             break status;
         }
-        let procs = all_procs();
+        let procs = procs::all();
         let below = descendants_of(top, &procs);
-        // A wrapper (setpriv) execs the program: the top process is the program itself.
         for p in &below {
             seen.entry(p.pid).or_insert_with(|| p.clone());
             out.had_children = true;
@@ -269,7 +194,7 @@ fn execute_as(
     let grace = Instant::now();
     let mut strays;
     loop {
-        let procs = all_procs();
+        let procs = procs::all();
         strays = tagged(&tag, &procs)
             .into_iter()
             .filter(|p| p.state != 'Z')
@@ -299,7 +224,7 @@ fn execute_as(
     out.stderr = reader.join().unwrap_or_default();
     // Zombies: descendants of the run that exited and were never reaped by it. Orphans come to
     // us (we are a subreaper); anything else that is our child now is one of them.
-    for p in all_procs() {
+    for p in procs::all() {
         let ours =
             seen.get(&p.pid).is_some_and(|s| s.start == p.start) || (p.ppid == me && p.pid != top);
         if ours && p.state == 'Z' && !strays.iter().any(|s| s.pid == p.pid) {
@@ -684,26 +609,6 @@ fn stress_bad_input() {
 // ---------------------------------------------------------------------------------------------
 // The privacy of shm objects (running every directive as nobody is tests/non_root.rs)
 
-/// How to run a command as `nobody`, if this process may drop privileges.
-fn as_nobody() -> Option<Vec<&'static str>> {
-    let root = nix_is_root();
-    let setpriv = Path::new("/usr/bin/setpriv").exists();
-    (root && setpriv).then(|| {
-        vec![
-            "/usr/bin/setpriv",
-            "--reuid=nobody",
-            "--regid=65534",
-            "--clear-groups",
-            "--",
-        ]
-    })
-}
-
-fn nix_is_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
 #[test]
 fn book_shm_objects_are_private_to_their_owner() {
     let _serial = serial();
@@ -712,14 +617,13 @@ fn book_shm_objects_are_private_to_their_owner() {
     let path = format!("/dev/shm{}", object.name());
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "{path} has mode {mode:o}");
-    let Some(wrapper) = as_nobody() else {
-        eprintln!("skipped: trying another user needs root (to drop privileges) and setpriv");
+    if let Some(why) = support::cannot_run_as_nobody() {
+        eprintln!("skipped: {why}");
         return;
-    };
+    }
     let try_as_nobody = |script: &str, target: &str| {
-        let out = Command::new(wrapper[0])
-            .args(&wrapper[1..])
-            .args(["/bin/sh", "-c", script, "sh", target])
+        let out = support::as_nobody(Path::new("/bin/sh"))
+            .args(["-c", script, "sh", target])
             .stdin(Stdio::null())
             .output()
             .expect("run setpriv");
@@ -756,7 +660,7 @@ fn book_shm_objects_are_private_to_their_owner() {
 fn no_leftover_children_of_the_suite() {
     let _serial = serial();
     let me = std::process::id() as i32;
-    let mine: BTreeSet<i32> = all_procs()
+    let mine: BTreeSet<i32> = procs::all()
         .into_iter()
         .filter(|p| p.ppid == me && p.state != 'Z')
         .map(|p| p.pid)

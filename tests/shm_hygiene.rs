@@ -20,7 +20,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use support::{binary, fresh_tag, leftovers, root};
+use support::{binary, fresh_tag, leftovers, procs, root};
 
 static TURN: Mutex<()> = Mutex::new(());
 
@@ -49,40 +49,19 @@ fn start(bin: &str, args: &[&str], tag: &str, stdin: Stdio, own_group: bool) -> 
         .unwrap_or_else(|e| panic!("start {bin}: {e}"))
 }
 
-/// (pid, state) of every process whose parent is `parent`, from /proc/*/stat.
+/// (pid, state) of every process whose parent is `parent`.
 fn children_of(parent: i32) -> Vec<(i32, char)> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // "pid (comm) S ppid ...": comm may hold spaces, so split after the last ')'.
-        let rest = &stat[stat.rfind(')').unwrap() + 2..];
-        let mut fields = rest.split(' ');
-        let state = fields.next().unwrap().chars().next().unwrap();
-        let ppid: i32 = fields.next().unwrap().parse().unwrap();
-        if ppid == parent {
-            found.push((pid, state));
-        }
-    }
-    found
+    procs::children_of(parent)
+        .into_iter()
+        .map(|p| (p.pid, p.state))
+        .collect()
 }
 
 /// Live processes carrying this run's tag in their environment.
 fn tagged_processes(tag: &str) -> Vec<i32> {
-    let needle = format!("VMBOOK_RUN_TAG={tag}\0");
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .map(|env| env.windows(needle.len()).any(|w| w == needle.as_bytes()))
-                .unwrap_or(false)
-        })
+    procs::tagged(tag, &procs::all())
+        .into_iter()
+        .map(|p| p.pid)
         .collect()
 }
 

@@ -3,6 +3,7 @@
 //! came out empty, an `{{#include}}` whose file or anchor is missing, and an internal link or anchor
 //! that points nowhere.
 
+mod reader;
 mod support;
 
 use regex::Regex;
@@ -127,4 +128,49 @@ fn normalize(path: &Path) -> PathBuf {
         }
     }
     out
+}
+
+/// `claims` and the tests read the book through one model (`vmbook::book`), which must read it as
+/// the real tools do: on every line of the book, the directives mdbook-cmdrun's own pattern finds;
+/// in book/SUMMARY.md, the pages in the order mdBook's own summary parser gives.
+#[test]
+fn the_book_model_reads_the_book_as_mdbook_and_mdbook_cmdrun_do() {
+    let root = support::root();
+    let cmdrun = Regex::new(r"<!--[ ]*cmdrun (.*?)-->").unwrap();
+    let mut lines = 0;
+    let mut stack = vec![root.join("book")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "md") {
+                for (index, line) in std::fs::read_to_string(&path).unwrap().lines().enumerate() {
+                    let theirs: Vec<&str> = cmdrun
+                        .captures_iter(line)
+                        .map(|c| c.get(1).unwrap().as_str())
+                        .collect();
+                    assert_eq!(
+                        vmbook::book::cmdrun_matches(line),
+                        theirs,
+                        "{}:{}",
+                        path.display(),
+                        index + 1
+                    );
+                    lines += 1;
+                }
+            }
+        }
+    }
+    assert!(lines > 100, "only {lines} lines of Markdown under book/");
+    let ours: Vec<(String, PathBuf)> = vmbook::book::summary(&root)
+        .unwrap()
+        .into_iter()
+        .map(|page| (page.title, page.file))
+        .collect();
+    let mdbooks: Vec<(String, PathBuf)> = reader::chapters()
+        .into_iter()
+        .map(|chapter| (chapter.title, chapter.file))
+        .collect();
+    assert_eq!(ours, mdbooks);
 }

@@ -5,6 +5,7 @@
 //! A helper lives here only when two chapters use it; anything a chapter teaches stays in the
 //! chapter's own file, where the reader can see it next to the prose.
 
+pub mod book;
 pub mod cleanup;
 pub mod fail;
 pub mod futex;

@@ -27,25 +27,8 @@ pub fn program_name() -> String {
 
 /// Prints `$ cargo run --bin NAME -- ARGS`: the command that reproduces this output block.
 pub fn banner() {
-    let args: Vec<String> = std::env::args().skip(1).map(|a| shell_quote(&a)).collect();
-    if args.is_empty() {
-        println!("$ cargo run --bin {}", program_name());
-    } else {
-        println!("$ cargo run --bin {} -- {}", program_name(), args.join(" "));
-    }
-}
-
-/// Quotes one argument so that the printed command line can be pasted into a shell.
-fn shell_quote(arg: &str) -> String {
-    let plain = !arg.is_empty()
-        && arg
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
-    if plain {
-        arg.to_string()
-    } else {
-        format!("'{}'", arg.replace('\'', r"'\''"))
-    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    println!("{}", crate::book::banner(&program_name(), &args));
 }
 
 /// Starts a titled part of an output block.
@@ -96,6 +79,7 @@ mod tests {
 
     #[test]
     fn arguments_with_spaces_are_quoted() {
+        use crate::book::shell_quote;
         assert_eq!(shell_quote("--pages"), "--pages");
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");

@@ -52,22 +52,43 @@ impl Chapter {
     }
 }
 
-/// Every page SUMMARY.md links to (drafts `- [Title]()` are skipped), in reading order, with the
-/// directives `tests/support` finds in it.
+/// Every page SUMMARY.md links to (drafts `- [Title]()` are skipped), in reading order as mdBook
+/// itself reads it (`mdbook::book::parse_summary`), with the directives `tests/support` finds in it.
 pub fn chapters() -> Vec<Chapter> {
     let summary = std::fs::read_to_string(support::root().join("book/SUMMARY.md")).unwrap();
-    let link = regex::Regex::new(r"\[([^\]]+)\]\(([^)]+\.md)\)").unwrap();
+    let summary = mdbook::book::parse_summary(&summary).expect("book/SUMMARY.md");
+    let mut links = Vec::new();
+    collect_links(
+        summary
+            .prefix_chapters
+            .iter()
+            .chain(&summary.numbered_chapters)
+            .chain(&summary.suffix_chapters),
+        &mut links,
+    );
     let all = support::directives();
-    link.captures_iter(&summary)
-        .map(|cap| {
-            let file = PathBuf::from("book").join(&cap[2]);
-            Chapter {
-                title: cap[1].to_string(),
-                directives: all.iter().filter(|d| d.file == file).cloned().collect(),
-                file,
-            }
+    links
+        .into_iter()
+        .map(|(title, file)| Chapter {
+            title,
+            directives: all.iter().filter(|d| d.file == file).cloned().collect(),
+            file,
         })
         .collect()
+}
+
+fn collect_links<'a>(
+    items: impl Iterator<Item = &'a mdbook::book::SummaryItem>,
+    out: &mut Vec<(String, PathBuf)>,
+) {
+    for item in items {
+        if let mdbook::book::SummaryItem::Link(link) = item {
+            if let Some(location) = &link.location {
+                out.push((link.name.clone(), PathBuf::from("book").join(location)));
+            }
+            collect_links(link.nested_items.iter(), out);
+        }
+    }
 }
 
 /// The chapters that run programs: the ones whose binaries, help and "Try it" are tested.

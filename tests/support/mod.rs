@@ -1,9 +1,9 @@
 //! What the tests share: finding the book's directives, running them, redacting what varies.
 #![allow(dead_code)]
 
+pub mod procs;
 pub mod redact;
 
-use regex::Regex;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -67,60 +67,18 @@ impl Directive {
     }
 }
 
-/// The directive regex mdbook-cmdrun itself uses, so that the tests see exactly what it runs.
-fn cmdrun_regex() -> Regex {
-    Regex::new(r"<!--[ ]*cmdrun (.*?)-->").unwrap()
-}
-
-/// The one form the book allows: exit code checked, the chapter binary run through cargo.
-fn accepted_form() -> Regex {
-    Regex::new(r"^-0 cargo run -q --bin ([a-z0-9][a-z0-9-]*)(?: -- (.+))?$").unwrap()
-}
-
-/// Every directive in every Markdown file under `book/`, in file order.
+/// Every directive in every Markdown file under `book/`, in file order (`vmbook::book::directives`).
 pub fn directives() -> Vec<Directive> {
-    let mut files = Vec::new();
-    collect_markdown(&root().join("book"), &mut files);
-    files.sort();
-    let mut found = Vec::new();
-    for path in files {
-        let text = std::fs::read_to_string(&path).unwrap();
-        let rel = path.strip_prefix(root()).unwrap().to_path_buf();
-        for (index, line) in text.lines().enumerate() {
-            for cap in cmdrun_regex().captures_iter(line) {
-                let inner = cap[1].trim().to_string();
-                found.push(Directive {
-                    file: rel.clone(),
-                    line: index + 1,
-                    parsed: parse(&inner),
-                    text: inner,
-                });
-            }
-        }
-    }
-    found
-}
-
-fn parse(inner: &str) -> Result<(String, Vec<String>), String> {
-    let caps = accepted_form().captures(inner).ok_or_else(|| {
-        "not of the form `<!-- cmdrun -0 cargo run -q --bin NAME -- ARGS -->`".to_string()
-    })?;
-    let args = match caps.get(2) {
-        Some(args) => shell_words::split(args.as_str()).map_err(|e| format!("arguments: {e}"))?,
-        None => Vec::new(),
-    };
-    Ok((caps[1].to_string(), args))
-}
-
-fn collect_markdown(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            collect_markdown(&path, out);
-        } else if path.extension().is_some_and(|e| e == "md") {
-            out.push(path);
-        }
-    }
+    vmbook::book::directives(&root())
+        .unwrap_or_else(|e| panic!("reading the book: {e}"))
+        .into_iter()
+        .map(|d| Directive {
+            parsed: d.run().map(|run| (run.bin, run.args)),
+            file: d.file,
+            line: d.line,
+            text: d.text,
+        })
+        .collect()
 }
 
 /// The path of a chapter binary, built by `cargo test` next to the test executables.
@@ -166,10 +124,18 @@ pub fn leftovers(tag: &str) -> Vec<String> {
 
 /// Builds the whole book in-process, with the pinned mdbook and mdbook-cmdrun as libraries, into
 /// `target/DIR` (each test its own directory, so that two builds never race), and returns it.
+///
+/// The directives run through `scripts/cargo-shim`, as in `scripts/book.sh`: `cargo run -q --bin
+/// NAME -- ARGS` runs the binary this `cargo test` built, and an output the same binary already
+/// printed in this test run's environment, with the same arguments, is shown again (the shim's
+/// cache, in `target/test-shim`): the book is built by several tests, and each program runs once.
 pub fn build_book(dir: &str) -> PathBuf {
     let root = root();
     // mdbook-cmdrun reads ./book.toml to find the chapters' directory: build from the book root.
     std::env::set_current_dir(&root).unwrap();
+    for (key, value) in shim_environment() {
+        std::env::set_var(key, value);
+    }
     let mut config = mdbook::Config::from_disk(root.join("book.toml")).unwrap();
     // Use the library's CmdRun, never whatever `mdbook-cmdrun` happens to be on PATH.
     if let Some(table) = config
@@ -203,4 +169,106 @@ pub fn signals_at_default() {
         // SAFETY: installing SIG_DFL runs no code of ours in a signal context.
         let _ = unsafe { signal(sig, SigHandler::SigDfl) };
     }
+}
+
+/// The environment under which `cargo run -q --bin NAME -- ARGS` (a directive, or `claims`, which
+/// runs them) runs the binaries this `cargo test` built, through `scripts/cargo-shim`, sharing
+/// outputs within this test run.
+pub fn shim_environment() -> Vec<(&'static str, std::ffi::OsString)> {
+    let root = root();
+    let state = root.join("target/test-shim");
+    let bin = state.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    // Outputs of binaries that no longer exist are of no use after a while.
+    static PRUNE: std::sync::Once = std::sync::Once::new();
+    PRUNE.call_once(|| {
+        let day_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(24 * 3600);
+        for entry in std::fs::read_dir(state.join("cache"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < day_ago)
+            {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    });
+    let link = bin.join("cargo");
+    if std::fs::read_link(&link).ok() != Some(root.join("scripts/cargo-shim")) {
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(root.join("scripts/cargo-shim"), &link).unwrap();
+    }
+    let real_cargo = std::env::var_os("VMBOOK_CARGO")
+        .or_else(|| std::env::var_os("CARGO"))
+        .unwrap_or_else(|| "cargo".into());
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    // Without the shim already first (a second call in this process), put it first.
+    let path = if std::env::split_paths(&path).next().as_deref() == Some(bin.as_path()) {
+        path
+    } else {
+        std::env::join_paths(std::iter::once(bin.clone()).chain(std::env::split_paths(&path)))
+            .unwrap()
+    };
+    vec![
+        ("PATH", path),
+        ("VMBOOK_CARGO", real_cargo),
+        ("VMBOOK_ROOT", root.into_os_string()),
+        ("VMBOOK_SHIM_STATE", state.into_os_string()),
+        ("VMBOOK_BIN_DIR", binary("claims").parent().unwrap().into()),
+        ("VMBOOK_CACHE", "1".into()),
+    ]
+}
+
+/// How the tests drop to an ordinary user: `setpriv` to `nobody`, no groups. Changing the uid from
+/// 0 drops every capability, so the program sees what an ordinary user sees.
+pub const DROP_TO_NOBODY: [&str; 4] = ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"];
+
+/// `program`, to be run as user `nobody` (see [`cannot_run_as_nobody`] first).
+pub fn as_nobody(program: &Path) -> Command {
+    let mut command = Command::new("setpriv");
+    command.args(DROP_TO_NOBODY).arg(program);
+    command
+}
+
+/// Why this test process cannot run programs as `nobody`, if it cannot: it is not root, setpriv is
+/// missing or refused, or `nobody` cannot reach the chapter binaries (every directory on the way to
+/// target/ must be searchable by others; a clone under /root, mode 700, is not).
+pub fn cannot_run_as_nobody() -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("the test does not run as root, so it cannot switch to user nobody".into());
+    }
+    match as_nobody(Path::new("true"))
+        .stdin(std::process::Stdio::null())
+        .output()
+    {
+        Err(e) => {
+            return Some(format!(
+                "setpriv cannot be started ({e}); it is in util-linux"
+            ))
+        }
+        Ok(out) if !out.status.success() => {
+            return Some(format!(
+                "`setpriv {} true` failed: {}",
+                DROP_TO_NOBODY.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+        Ok(_) => {}
+    }
+    let path = binary("claims");
+    let reachable = as_nobody(Path::new("test"))
+        .arg("-x")
+        .arg(&path)
+        .status()
+        .is_ok_and(|status| status.success());
+    (!reachable).then(|| {
+        format!(
+            "user nobody cannot execute {}: a directory on the way is not searchable by others",
+            path.display()
+        )
+    })
 }

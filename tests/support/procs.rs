@@ -1,0 +1,68 @@
+//! The processes on this machine, as the tests that look for leftovers see them, read through the
+//! `procfs` crate: who is whose child, in which state, and which carry a run's tag.
+#![allow(dead_code)]
+
+/// One process, as `/proc/PID/stat` describes it.
+#[derive(Clone, Debug)]
+pub struct Proc {
+    pub pid: i32,
+    pub ppid: i32,
+    /// `R`, `S`, `Z` ...
+    pub state: char,
+    /// Start time in clock ticks after boot: with the pid, tells a process from a later one that
+    /// reused its pid.
+    pub start: u64,
+    pub comm: String,
+}
+
+/// Every process that still exists when its turn to be read comes.
+pub fn all() -> Vec<Proc> {
+    let Ok(processes) = procfs::process::all_processes() else {
+        return Vec::new();
+    };
+    processes
+        .filter_map(|p| p.ok()?.stat().ok())
+        .map(|stat| Proc {
+            pid: stat.pid,
+            ppid: stat.ppid,
+            state: stat.state,
+            start: stat.starttime,
+            comm: stat.comm,
+        })
+        .collect()
+}
+
+/// The children of `parent`.
+pub fn children_of(parent: i32) -> Vec<Proc> {
+    all().into_iter().filter(|p| p.ppid == parent).collect()
+}
+
+/// Every descendant of `root` in `procs` (children, their children ...).
+pub fn descendants_of(root: i32, procs: &[Proc]) -> Vec<Proc> {
+    let mut found = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        for p in procs.iter().filter(|p| p.ppid == parent) {
+            frontier.push(p.pid);
+            found.push(p.clone());
+        }
+    }
+    found
+}
+
+/// Whether process `pid`'s environment holds `VMBOOK_RUN_TAG=tag` (what every run the tests
+/// start, and everything it starts, carries).
+pub fn has_tag(pid: i32, tag: &str) -> bool {
+    procfs::process::Process::new(pid)
+        .and_then(|p| p.environ())
+        .is_ok_and(|env| env.get(std::ffi::OsStr::new("VMBOOK_RUN_TAG")) == Some(&tag.into()))
+}
+
+/// The processes in `procs` that carry `tag`.
+pub fn tagged(tag: &str, procs: &[Proc]) -> Vec<Proc> {
+    procs
+        .iter()
+        .filter(|p| has_tag(p.pid, tag))
+        .cloned()
+        .collect()
+}
