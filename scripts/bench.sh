@@ -88,7 +88,7 @@ if [ "$do_serve" = 1 ]; then
   wait_for() {
     local text="== $1" limit="$2" t
     t=$(now)
-    while ! curl -sf "http://127.0.0.1:$port/$page" 2>/dev/null | grep -qF -- "$text"; do
+    while ! curl -sf "http://127.0.0.1:$port/$page" 2>/dev/null | grep -qxF -- "$text"; do
       if [ "$(echo "$(since "$t") > $limit" | bc)" = 1 ]; then
         echo "timeout: $page did not show \"$text\" within $limit s; see $log" >&2
         return 1

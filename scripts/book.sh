@@ -29,8 +29,9 @@ tools="${VMBOOK_TOOLS:-$root/target/tools}"
 state="$root/target/book-shim"
 real_cargo=$(command -v cargo)
 
-# mdbook-cmdrun has no --version: ask cargo what it installed into an install root.
-installed_in() { cargo install --list --root "$1" 2>/dev/null | grep -q "^$2 v$3:"; }
+# mdbook-cmdrun has no --version: read what `cargo install` recorded in the install root (the file
+# `cargo install --list --root` lists, read directly: it saves a cargo start on every build).
+installed_in() { grep -qF "\"$2 $3 " "$1/.crates.toml" 2>/dev/null; }
 
 # The mdbook to use: one already on PATH if it is the pinned version, else the one in $tools.
 mdbook_dir() {
