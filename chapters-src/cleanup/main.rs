@@ -14,24 +14,13 @@ mod unlink_early;
 mod valgrind;
 mod zombie;
 
-use anyhow::Result;
-use clap::{Parser, Subcommand};
-use vmbook::{banner, cleanup};
+use clap::Subcommand;
+use std::process::ExitCode;
 
 /// Chapter 7 of the book, "Cleanup": leaks valgrind does not report, objects that outlive a
 /// SIGKILLed creator, which endings run Drop, signal handlers that only set a flag, zombies, and what
 /// munmap, close and shm_unlink each free.
-#[derive(Parser)]
-#[command(version, long_about = None)]
-struct Options {
-    #[command(subcommand)]
-    experiment: Option<Experiment>,
-    /// Stop at each experiment, print this process's pid and what to inspect, wait for Enter.
-    #[arg(long, global = true)]
-    pause: bool,
-}
-
-#[derive(Subcommand, Clone)]
+#[derive(Subcommand)]
 enum Experiment {
     /// Seed 000 under valgrind: an mmap'd region and a malloc'd block, both leaked; what it reports.
     Valgrind {
@@ -79,8 +68,12 @@ enum Experiment {
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=1024))]
         mib: u64,
     },
+}
+
+/// The roles this program is started again in (`cleanup child ROLE`).
+#[derive(Subcommand)]
+enum Child {
     /// (Run under valgrind by `valgrind`.) Seed 000: mmap, fork, _exit; then leak a heap block.
-    #[command(hide = true)]
     LeakProbe {
         /// The size of each leak, in bytes.
         #[arg(long)]
@@ -88,52 +81,24 @@ enum Experiment {
     },
 }
 
-fn main() -> std::process::ExitCode {
-    let options = Options::parse();
-    vmbook::pause::enable(options.pause);
-    let code = vmbook::run(|| match options.experiment {
-        Some(Experiment::LeakProbe { bytes }) => valgrind::leak_probe(bytes),
-        Some(experiment) => {
-            banner();
-            run(experiment)
-        }
-        None => {
-            banner();
-            let all = [
-                Experiment::Valgrind {
-                    kib: 64,
-                    valgrind: "valgrind".into(),
-                },
-                Experiment::WatchLeak { leaks: 4, mib: 1 },
-                Experiment::Orphan { kib: 64 },
-                Experiment::UnlinkEarly { kib: 64 },
-                Experiment::DropTable,
-                Experiment::Signals,
-                Experiment::Zombie { exit_code: 7 },
-                Experiment::Order { mib: 8 },
-            ];
-            all.into_iter().try_for_each(run)
-        }
-    });
-    // After an error, kill and reap the children still tracked and unlink the names still tracked.
-    cleanup::cleanup_now();
-    code
-}
-
-fn run(experiment: Experiment) -> Result<()> {
-    match experiment {
-        Experiment::Valgrind { kib, valgrind } => {
-            valgrind::valgrind_misses_mmap_leaks(kib << 10, &valgrind)
-        }
-        Experiment::WatchLeak { leaks, mib } => {
-            see_a_leak::see_a_leak_from_outside(leaks, mib << 20)
-        }
-        Experiment::Orphan { kib } => orphan::orphan_outlives_its_creator(kib << 10),
-        Experiment::UnlinkEarly { kib } => unlink_early::unlink_early_leaves_nothing(kib << 10),
-        Experiment::DropTable => endings::which_endings_run_drop(),
-        Experiment::Signals => signals::flag_handler_cleans_on_main_path(),
-        Experiment::Zombie { exit_code } => zombie::zombie_until_reaped(exit_code),
-        Experiment::Order { mib } => order::what_each_call_frees(mib << 20),
-        Experiment::LeakProbe { bytes } => valgrind::leak_probe(bytes),
-    }
+fn main() -> ExitCode {
+    vmbook::chapter::main_with_children(
+        |experiment: Experiment| match experiment {
+            Experiment::Valgrind { kib, valgrind } => {
+                valgrind::valgrind_misses_mmap_leaks(kib << 10, &valgrind)
+            }
+            Experiment::WatchLeak { leaks, mib } => {
+                see_a_leak::see_a_leak_from_outside(leaks, mib << 20)
+            }
+            Experiment::Orphan { kib } => orphan::orphan_outlives_its_creator(kib << 10),
+            Experiment::UnlinkEarly { kib } => unlink_early::unlink_early_leaves_nothing(kib << 10),
+            Experiment::DropTable => endings::which_endings_run_drop(),
+            Experiment::Signals => signals::flag_handler_cleans_on_main_path(),
+            Experiment::Zombie { exit_code } => zombie::zombie_until_reaped(exit_code),
+            Experiment::Order { mib } => order::what_each_call_frees(mib << 20),
+        },
+        |child: Child| match child {
+            Child::LeakProbe { bytes } => valgrind::leak_probe(bytes),
+        },
+    )
 }

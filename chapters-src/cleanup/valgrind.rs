@@ -1,9 +1,10 @@
 //! Seed 000 under valgrind: a leaked mapping and a leaked heap block of the same size, and which of
 //! the two valgrind reports.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::process::{Command, Stdio};
 use std::time::Instant;
+use vmbook::chapter::{child_args, this_program};
 use vmbook::process::{fork_child, spawn_tracked, wait_child, wait_spawned};
 use vmbook::{bytes, finding, not_checked, section, Mapping};
 
@@ -55,8 +56,9 @@ fn definitely_lost(log: &str) -> Vec<(i32, u64, String)> {
 // ANCHOR: valgrind
 pub fn valgrind_misses_mmap_leaks(size: u64, valgrind: &str) -> Result<()> {
     section("Seed 000 under valgrind: two leaks of the same size");
-    let exe = std::env::current_exe().context("find this program's path")?;
-    let probe = ["leak-probe", "--bytes", &size.to_string()];
+    let exe = this_program()?;
+    let size_arg = size.to_string();
+    let probe = child_args("leak-probe", &["--bytes", &size_arg]);
     println!("$ valgrind --leak-check=full cleanup {}", probe.join(" "));
     println!(
         "  leaks {} with mmap (then fork, child _exit(0)) and {} with malloc",

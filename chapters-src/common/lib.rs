@@ -6,6 +6,7 @@
 //! chapter's own file, where the reader can see it next to the prose.
 
 pub mod book;
+pub mod chapter;
 pub mod cleanup;
 pub mod fail;
 pub mod futex;

@@ -9,27 +9,16 @@ mod parent_never_sees_private_write;
 mod region;
 mod same_frame_after_fork;
 
-use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 use cow_fault_cost::cow_fault_cost;
 use fork_cost_grows_with_memory::fork_cost_grows_with_memory;
 use one_byte_copies_a_page::one_byte_copies_a_page;
 use parent_never_sees_private_write::parent_never_sees_private_write;
 use same_frame_after_fork::same_frame_after_fork;
-use vmbook::banner;
+use std::process::ExitCode;
 
 /// Chapter 3 of the book, "Copy-on-write": the frames parent and child share after fork, what a
 /// write costs the writer, why one byte copies a page, and what fork itself costs.
-#[derive(Parser)]
-#[command(version, long_about = None)]
-struct Options {
-    #[command(subcommand)]
-    experiment: Option<Experiment>,
-    /// Stop at each experiment, print this process's pid and what to inspect, wait for Enter.
-    #[arg(long, global = true)]
-    pause: bool,
-}
-
 #[derive(Subcommand)]
 enum Experiment {
     /// Fork; show the frames (as root) and pagemap's exclusive bit on both sides, before and after
@@ -68,31 +57,8 @@ enum Experiment {
     },
 }
 
-fn main() -> std::process::ExitCode {
-    let options = Options::parse();
-    vmbook::pause::enable(options.pause);
-    vmbook::run(|| {
-        banner();
-        match options.experiment {
-            Some(experiment) => run(experiment),
-            None => {
-                run(Experiment::SameFrame { pages: 4 })?;
-                run(Experiment::CowCost { pages: 1024 })?;
-                run(Experiment::OneByte { count: 64 })?;
-                run(Experiment::PrivateWrite {
-                    text: "hello from the child".into(),
-                })?;
-                run(Experiment::ForkCost {
-                    small_mib: 1,
-                    big_mib: 64,
-                })
-            }
-        }
-    })
-}
-
-fn run(experiment: Experiment) -> Result<()> {
-    match experiment {
+fn main() -> ExitCode {
+    vmbook::chapter::main(|experiment: Experiment| match experiment {
         Experiment::SameFrame { pages } => same_frame_after_fork(pages as usize),
         Experiment::CowCost { pages } => cow_fault_cost(pages as usize),
         Experiment::OneByte { count } => one_byte_copies_a_page(count as usize),
@@ -100,5 +66,5 @@ fn run(experiment: Experiment) -> Result<()> {
         Experiment::ForkCost { small_mib, big_mib } => {
             fork_cost_grows_with_memory(small_mib, big_mib)
         }
-    }
+    })
 }

@@ -3,9 +3,11 @@
 
 use super::pair::Placement;
 use super::ping::{self, Ping};
+use super::round_trip_latency::SPIN_ONE_CORE_TRIPS;
 use super::stream::{self, Transport};
 use super::units::{gbps, percentiles};
-use super::{mqueue_works, placements, Where, SPIN_ONE_CORE_TRIPS};
+use super::wanted::{mqueue_works, placements};
+use super::Where;
 use anyhow::{Context, Result};
 use plotters::prelude::*;
 use std::collections::HashMap;

@@ -9,34 +9,23 @@ mod page_sizes;
 mod populate_moves_the_faults;
 mod residency;
 
-use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 use dontneed_gives_pages_back::dontneed_gives_pages_back;
 use first_touch_faults::first_touch_faults;
 use huge_page_faults::huge_page_faults;
 use page_sizes::page_sizes;
 use populate_moves_the_faults::populate_moves_the_faults;
-use vmbook::banner;
+use std::process::ExitCode;
 
 /// Chapter 2 of the book, "Pages": the page size, page faults on first touch (counted and timed),
 /// residency with mincore, MAP_POPULATE, MADV_DONTNEED and transparent huge pages.
-#[derive(Parser)]
-#[command(version, long_about = None)]
-struct Options {
-    #[command(subcommand)]
-    experiment: Option<Experiment>,
-    /// Stop at each experiment, print this process's pid and what to inspect, wait for Enter.
-    #[arg(long, global = true)]
-    pause: bool,
-}
-
 #[derive(Subcommand)]
 enum Experiment {
     /// Print the page size, the huge page size and the transparent huge page mode.
     Sizes,
     /// Map pages, write one byte into each, then do it again: faults, residency, time per page.
     Touch {
-        /// How many base pages to map and touch (more pages: steadier times, longer run).
+        /// How many pages to map and touch (more pages: steadier times, longer run).
         #[arg(long, default_value_t = 1024, value_parser = pages_in_range)]
         pages: usize,
     },
@@ -54,13 +43,14 @@ enum Experiment {
     },
     /// Touch a region with and without madvise(MADV_HUGEPAGE): faults per huge page.
     Huge {
-        /// How many transparent huge pages (hpage_pmd_size each: 2 MiB on x86-64) the region spans.
+        /// How many huge pages (of the size in
+        /// /sys/kernel/mm/transparent_hugepage/hpage_pmd_size) the region spans.
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=512))]
         huge_pages: u32,
     },
 }
 
-/// `--pages`: at least one page, at most 1 Mi pages (4 GiB with 4 KiB pages).
+/// `--pages`: at least one page, at most 1 Mi pages.
 fn pages_in_range(text: &str) -> Result<usize, String> {
     let n: usize = text
         .parse()
@@ -72,30 +62,12 @@ fn pages_in_range(text: &str) -> Result<usize, String> {
     }
 }
 
-fn main() -> std::process::ExitCode {
-    let options = Options::parse();
-    vmbook::pause::enable(options.pause);
-    vmbook::run(|| {
-        banner();
-        match options.experiment {
-            Some(experiment) => run(experiment),
-            None => {
-                run(Experiment::Sizes)?;
-                run(Experiment::Touch { pages: 1024 })?;
-                run(Experiment::Populate { pages: 1024 })?;
-                run(Experiment::Dontneed { pages: 1024 })?;
-                run(Experiment::Huge { huge_pages: 2 })
-            }
-        }
-    })
-}
-
-fn run(experiment: Experiment) -> Result<()> {
-    match experiment {
+fn main() -> ExitCode {
+    vmbook::chapter::main(|experiment: Experiment| match experiment {
         Experiment::Sizes => page_sizes(),
         Experiment::Touch { pages } => first_touch_faults(pages),
         Experiment::Populate { pages } => populate_moves_the_faults(pages),
         Experiment::Dontneed { pages } => dontneed_gives_pages_back(pages),
         Experiment::Huge { huge_pages } => huge_page_faults(huge_pages as usize),
-    }
+    })
 }

@@ -41,7 +41,7 @@ pub fn bad_input_demo(input: &Path) -> Result<()> {
         "running: posix-shm {} (from the project root)",
         args.join(" ")
     );
-    let exe = std::env::current_exe().context("find this program's path")?;
+    let exe = vmbook::chapter::this_program()?;
     // If we are interrupted, the pipeline gets SIGTERM, not SIGKILL: its own handler then
     // unlinks its object and ends its child before it dies, and ours reaps it.
     // If the pipeline itself is killed, its child is orphaned: as a subreaper, this process becomes

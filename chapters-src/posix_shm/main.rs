@@ -13,8 +13,9 @@ mod offsets_survive_pointers_break;
 mod pipeline_child;
 mod timing;
 
+use anyhow::Result;
 use bad_input_demo::bad_input_demo;
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 use exec_child_maps_elsewhere::{exec_child, exec_child_maps_elsewhere};
 use guard_unlinks_on_every_exit::guard_unlinks_on_every_exit;
 use numbers_pipeline::numbers_pipeline;
@@ -23,22 +24,11 @@ use offsets_survive_pointers_break::{offsets_survive_pointers_break, walk_child}
 use pipeline_child::pipeline_child;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use vmbook::banner;
 use vmbook::numbers::SLOT_CAPACITY;
 
 /// Chapter 5 of the book, "POSIX shared memory": shm_open/ftruncate/mmap and the object in
 /// /dev/shm, a fork+exec'd child that opens it by name, the RAII guard, offsets instead of
 /// pointers, and seed 001's numbers pipeline.
-#[derive(Parser)]
-#[command(version, long_about = None)]
-struct Options {
-    #[command(subcommand)]
-    experiment: Experiment,
-    /// Stop at each experiment, print this process's pid and what to inspect, wait for Enter.
-    #[arg(long, global = true)]
-    pause: bool,
-}
-
 #[derive(Subcommand)]
 enum Experiment {
     /// Create an object, look at it in /dev/shm, unlink it while it stays mapped.
@@ -74,14 +64,16 @@ enum Experiment {
         #[arg(long, default_value = "book/data/numbers-bad.txt")]
         input: PathBuf,
     },
+}
+
+/// The roles this program is started again in (`posix-shm child ROLE`).
+#[derive(Subcommand)]
+enum Child {
     /// (Used by `exec`.) Open the object by name and report where it is mapped.
-    #[command(hide = true)]
     ExecChild { name: String },
     /// (Used by `pointers`.) Open the object by name and walk both lists.
-    #[command(hide = true)]
     WalkChild { name: String },
     /// (Used by `pipeline`.) Take lines from the slot, sum them, write the output file.
-    #[command(hide = true)]
     PipelineChild {
         name: String,
         output: PathBuf,
@@ -91,36 +83,31 @@ enum Experiment {
 }
 
 fn main() -> ExitCode {
-    let options = Options::parse();
-    vmbook::pause::enable(options.pause);
-    vmbook::run(|| {
-        let done = Ok(ExitCode::SUCCESS);
-        match options.experiment {
-            Experiment::ExecChild { name } => exec_child(&name),
-            Experiment::WalkChild { name } => walk_child(&name),
-            Experiment::PipelineChild {
+    // `pipeline` exits with 2 when some input was bad; the others succeed or fail.
+    let done = |result: Result<()>| result.map(|()| ExitCode::SUCCESS);
+    vmbook::chapter::main_with_children(
+        |experiment: Experiment| match experiment {
+            Experiment::Object { size } => done(object_lives_in_dev_shm(size as usize)),
+            Experiment::Exec => done(exec_child_maps_elsewhere()),
+            Experiment::Guard => done(guard_unlinks_on_every_exit()),
+            Experiment::Pointers => done(offsets_survive_pointers_break()),
+            Experiment::Pipeline {
+                input,
+                output,
+                max_line,
+                poll_us,
+            } => numbers_pipeline(input, output, max_line as usize, poll_us),
+            Experiment::BadInputDemo { input } => done(bad_input_demo(&input)),
+        },
+        |child: Child| match child {
+            Child::ExecChild { name } => exec_child(&name),
+            Child::WalkChild { name } => walk_child(&name),
+            Child::PipelineChild {
                 name,
                 output,
                 max_line,
                 poll_us,
             } => pipeline_child(&name, &output, max_line, poll_us),
-            experiment => {
-                banner();
-                match experiment {
-                    Experiment::Object { size } => object_lives_in_dev_shm(size as usize).and(done),
-                    Experiment::Exec => exec_child_maps_elsewhere().and(done),
-                    Experiment::Guard => guard_unlinks_on_every_exit().and(done),
-                    Experiment::Pointers => offsets_survive_pointers_break().and(done),
-                    Experiment::Pipeline {
-                        input,
-                        output,
-                        max_line,
-                        poll_us,
-                    } => numbers_pipeline(input, output, max_line as usize, poll_us),
-                    Experiment::BadInputDemo { input } => bad_input_demo(&input).and(done),
-                    _ => unreachable!("child roles are handled above"),
-                }
-            }
-        }
-    })
+        },
+    )
 }

@@ -126,13 +126,12 @@ pub fn numbers_pipeline(
     let slot = unsafe { LineSlot::at(object.as_ptr(), object.len()) }?;
     let out_path = out.path.to_string_lossy().into_owned();
     let args = [
-        "pipeline-child",
         object.name(),
         &out_path,
         &max_line.to_string(),
         &poll_us.to_string(),
     ];
-    let mut child = Reaped(Some(spawn_self(&args)?));
+    let mut child = Reaped(Some(spawn_self("pipeline-child", &args)?));
     vmbook::pause::here(
         "the object exists and the child polls it",
         &["ls -l /dev/shm", "ps -o pid,stat,cmd --ppid PID"],

@@ -47,13 +47,8 @@ fn seed_002(pause: Duration) -> Result<usize> {
 /// The seed as it is run from a shell: a new process each time (this program, started again),
 /// which maps, forks and writes soon after it starts; `nap` first sleeps just before the fork.
 fn seed_002_in_a_new_process(nap: Duration) -> Result<usize> {
-    let mut command = std::process::Command::new(std::env::current_exe()?);
-    command.args([
-        "child",
-        "seed-002",
-        "--nap-us",
-        &nap.as_micros().to_string(),
-    ]);
+    let mut command =
+        vmbook::chapter::child_command("seed-002", &["--nap-us", &nap.as_micros().to_string()])?;
     // As a subreaper, this process inherits the seed's forked child if the new process is killed
     // before reaping it, and reaps it below: no zombie is left to the shell.
     nix::sys::prctl::set_child_subreaper(true).context("prctl(PR_SET_CHILD_SUBREAPER)")?;

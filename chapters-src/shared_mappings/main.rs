@@ -7,23 +7,13 @@ mod same_frame_after_writes;
 mod shared_vs_private;
 
 use child_can_read_first::{child_can_read_first, seed_002_child};
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 use same_frame_after_writes::same_frame_after_writes;
 use shared_vs_private::shared_vs_private;
-use vmbook::banner;
+use std::process::ExitCode;
 
 /// Chapter 4 of the book, "Anonymous shared mappings": what a child's writes do to MAP_SHARED and
 /// MAP_PRIVATE memory, the physical frames behind both, and the race in seed 002.
-#[derive(Parser)]
-#[command(version, long_about = None)]
-struct Options {
-    #[command(subcommand)]
-    experiment: Experiment,
-    /// Stop at each experiment, print this process's pid and what to inspect, wait for Enter.
-    #[arg(long, global = true)]
-    pause: bool,
-}
-
 #[derive(Subcommand)]
 enum Experiment {
     /// Seed 004: map a region shared, then private; a child writes a string; the parent reads.
@@ -53,11 +43,9 @@ enum Experiment {
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
         sleep_us: u64,
     },
-    /// The roles this program is started again in.
-    #[command(subcommand, hide = true)]
-    Child(Child),
 }
 
+/// The roles this program is started again in (`shared-mappings child ROLE`).
 #[derive(Subcommand)]
 enum Child {
     /// (Used by `race`.) Seed 002 once, in this new process: print what the child read.
@@ -69,21 +57,17 @@ enum Child {
     },
 }
 
-fn main() -> std::process::ExitCode {
-    let options = Options::parse();
-    vmbook::pause::enable(options.pause);
-    vmbook::run(|| {
-        if let Experiment::Child(Child::Seed002 { nap_us }) = options.experiment {
-            return seed_002_child(nap_us);
-        }
-        banner();
-        match options.experiment {
+fn main() -> ExitCode {
+    vmbook::chapter::main_with_children(
+        |experiment: Experiment| match experiment {
             Experiment::Compare { pages, text, stdin } => {
                 shared_vs_private(pages as usize, text, stdin)
             }
             Experiment::Frames { pages } => same_frame_after_writes(pages as usize),
             Experiment::Race { runs, sleep_us } => child_can_read_first(runs, sleep_us),
-            Experiment::Child(_) => unreachable!("handled above"),
-        }
-    })
+        },
+        |child: Child| match child {
+            Child::Seed002 { nap_us } => seed_002_child(nap_us),
+        },
+    )
 }

@@ -12,8 +12,8 @@ mod semaphores;
 mod shared;
 mod timing;
 
-use clap::{Parser, Subcommand};
-use vmbook::banner;
+use clap::Subcommand;
+use std::process::ExitCode;
 
 /// Chapter 6 of the book, "Synchronization": races between processes that share memory, and fixes.
 ///
@@ -21,16 +21,7 @@ use vmbook::banner;
 /// updates, a flag the optimizer hides, a greeting read too early, a mutex whose owner died) and
 /// measures the fixes (atomics, a process-shared mutex, futex wait/wake, POSIX semaphores, a robust
 /// mutex). Every wait has a time limit, and nothing is left in /dev/shm, even after Ctrl-C.
-#[derive(Parser)]
-#[command(version, subcommand_required = true)]
-struct Options {
-    #[command(subcommand)]
-    experiment: Experiment,
-    /// Stop at each experiment, print this process's pid and what to inspect, wait for Enter.
-    #[arg(long, global = true)]
-    pause: bool,
-}
-
+/// Without a subcommand, every experiment runs, in the chapter's order.
 #[derive(Subcommand)]
 enum Experiment {
     /// Two processes increment one shared counter: plain, AtomicU64::fetch_add, pthread mutex.
@@ -81,22 +72,17 @@ enum Experiment {
     },
 }
 
-fn main() -> std::process::ExitCode {
-    let options = Options::parse();
-    vmbook::pause::enable(options.pause);
-    vmbook::run(|| {
-        banner();
-        match options.experiment {
-            Experiment::LostUpdates { increments } => lost_updates::lost_updates(increments),
-            Experiment::Flag { timeout_ms } => plain_flag::plain_flag_is_not_enough(timeout_ms),
-            Experiment::Waiting { wait_ms, rounds } => {
-                cost_of_waiting::cost_of_waiting(wait_ms, rounds)
-            }
-            Experiment::Semaphores { runs, natural } => {
-                semaphores::semaphores_fix_the_seeds(runs, natural)
-            }
-            Experiment::Pipeline { lines, slots } => pipeline::pipeline_fixed(lines, slots),
-            Experiment::Robust { timeout_ms } => robust_mutex::robust_mutex(timeout_ms),
+fn main() -> ExitCode {
+    vmbook::chapter::main(|experiment: Experiment| match experiment {
+        Experiment::LostUpdates { increments } => lost_updates::lost_updates(increments),
+        Experiment::Flag { timeout_ms } => plain_flag::plain_flag_is_not_enough(timeout_ms),
+        Experiment::Waiting { wait_ms, rounds } => {
+            cost_of_waiting::cost_of_waiting(wait_ms, rounds)
         }
+        Experiment::Semaphores { runs, natural } => {
+            semaphores::semaphores_fix_the_seeds(runs, natural)
+        }
+        Experiment::Pipeline { lines, slots } => pipeline::pipeline_fixed(lines, slots),
+        Experiment::Robust { timeout_ms } => robust_mutex::robust_mutex(timeout_ms),
     })
 }

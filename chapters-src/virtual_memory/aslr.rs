@@ -2,7 +2,8 @@
 
 use crate::maps::personality;
 use anyhow::{ensure, Context, Result};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
+use vmbook::chapter::child_command;
 use vmbook::process::{spawn_tracked, wait_spawned};
 use vmbook::{finding, not_checked, section, Mapping};
 
@@ -31,10 +32,9 @@ pub fn layout_moves_every_run(runs: u32) -> Result<()> {
     let setting = std::fs::read_to_string("/proc/sys/kernel/randomize_va_space")
         .context("read /proc/sys/kernel/randomize_va_space")?;
     let setting: u32 = setting.trim().parse().context("parse randomize_va_space")?;
-    let exe = std::env::current_exe().context("find this program's path")?;
     let mut samples: Vec<[usize; 4]> = Vec::new();
     for _ in 0..runs {
-        let probe = spawn_tracked(Command::new(&exe).arg("aslr-probe").stdout(Stdio::piped()))?;
+        let probe = spawn_tracked(child_command("aslr-probe", &[])?.stdout(Stdio::piped()))?;
         let out = wait_spawned(probe)?;
         ensure!(
             out.status.success(),

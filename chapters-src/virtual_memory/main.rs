@@ -6,22 +6,11 @@ mod fork;
 mod maps;
 mod reserve;
 
-use anyhow::Result;
-use clap::{Parser, Subcommand};
-use vmbook::banner;
+use clap::Subcommand;
+use std::process::ExitCode;
 
 /// Chapter 1 of the book, "Virtual memory": this process's own address space, one address holding
 /// two values in two processes, address space reserved far beyond RAM, and ASLR.
-#[derive(Parser)]
-#[command(version)]
-struct Options {
-    #[command(subcommand)]
-    experiment: Option<Experiment>,
-    /// Stop at each experiment, print this process's pid and what to inspect, wait for Enter.
-    #[arg(long, global = true)]
-    pause: bool,
-}
-
 #[derive(Subcommand)]
 enum Experiment {
     /// List /proc/self/maps and find the mapping that holds each kind of variable.
@@ -43,42 +32,28 @@ enum Experiment {
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(2..=100))]
         runs: u32,
     },
+}
+
+/// The roles this program is started again in (`virtual-memory child ROLE`).
+#[derive(Subcommand)]
+enum Child {
     /// (Used by `aslr`.) Print this process's stack, heap, mmap and code addresses, and exit.
-    #[command(hide = true)]
     AslrProbe,
 }
 
-fn main() -> std::process::ExitCode {
-    let options = Options::parse();
-    vmbook::pause::enable(options.pause);
-    vmbook::run(|| match options.experiment {
-        Some(Experiment::AslrProbe) => aslr::aslr_probe(),
-        Some(experiment) => {
-            banner();
-            run(experiment)
-        }
-        None => {
-            banner();
-            run(Experiment::Maps)?;
-            run(Experiment::Fork)?;
-            run(Experiment::Reserve {
-                reserve_gib: 1024,
-                touch_mib: 16,
-            })?;
-            run(Experiment::Aslr { runs: 4 })
-        }
-    })
-}
-
-fn run(experiment: Experiment) -> Result<()> {
-    match experiment {
-        Experiment::Maps => maps::where_things_live(),
-        Experiment::Fork => fork::one_address_two_values(),
-        Experiment::Reserve {
-            reserve_gib,
-            touch_mib,
-        } => reserve::reserve_more_than_ram(reserve_gib, touch_mib),
-        Experiment::Aslr { runs } => aslr::layout_moves_every_run(runs),
-        Experiment::AslrProbe => aslr::aslr_probe(),
-    }
+fn main() -> ExitCode {
+    vmbook::chapter::main_with_children(
+        |experiment: Experiment| match experiment {
+            Experiment::Maps => maps::where_things_live(),
+            Experiment::Fork => fork::one_address_two_values(),
+            Experiment::Reserve {
+                reserve_gib,
+                touch_mib,
+            } => reserve::reserve_more_than_ram(reserve_gib, touch_mib),
+            Experiment::Aslr { runs } => aslr::layout_moves_every_run(runs),
+        },
+        |child: Child| match child {
+            Child::AslrProbe => aslr::aslr_probe(),
+        },
+    )
 }
