@@ -72,7 +72,7 @@ enum Experiment {
 
 /// The roles this program is started again in (`cleanup child ROLE`).
 #[derive(Subcommand)]
-enum Child {
+enum Role {
     /// (Run under valgrind by `valgrind`.) Seed 000: mmap, fork, _exit; then leak a heap block.
     LeakProbe {
         /// The size of each leak, in bytes.
@@ -82,7 +82,7 @@ enum Child {
 }
 
 fn main() -> ExitCode {
-    vmbook::chapter::main_with_children(
+    vmbook::chapter::main_with_roles(
         |experiment: Experiment| match experiment {
             Experiment::Valgrind { kib, valgrind } => {
                 valgrind::valgrind_misses_mmap_leaks(kib << 10, &valgrind)
@@ -97,8 +97,8 @@ fn main() -> ExitCode {
             Experiment::Zombie { exit_code } => zombie::zombie_until_reaped(exit_code),
             Experiment::Order { mib } => order::what_each_call_frees(mib << 20),
         },
-        |child: Child| match child {
-            Child::LeakProbe { bytes } => valgrind::leak_probe(bytes),
+        |role: Role| match role {
+            Role::LeakProbe { bytes } => valgrind::leak_probe(bytes),
         },
     )
 }

@@ -32,7 +32,7 @@
 //!   `#[arg]` attributes: the list is built by parsing each subcommand with no arguments);
 //! - the child roles a program starts itself in again (`fork` + `exec` of its own binary: the
 //!   exec'd side of an experiment, a probe run under valgrind) under one hidden subcommand,
-//!   `child`: `posix-shm child exec-child NAME` ([`child_args`] builds that command line), with
+//!   `child`: `posix-shm child exec NAME` ([`child_args`] builds that command line), with
 //!   no banner;
 //! - the cleanup handler installed first and run last, and an error turned into one line on stderr
 //!   and exit status 1 ([`crate::fail::run`]).
@@ -56,7 +56,7 @@ pub struct Common {
 
 /// The child roles of a chapter that starts no copy of itself.
 #[derive(Subcommand)]
-pub enum NoChildren {}
+pub enum NoRoles {}
 
 // No doc comments on these two: clap would take them for the program's `--help` text, which
 // comes from the chapter's own `Experiment` enum.
@@ -84,13 +84,13 @@ where
     E: Subcommand,
     T: Termination,
 {
-    main_with_children(experiment, |never: NoChildren| match never {})
+    main_with_roles(experiment, |never: NoRoles| match never {})
 }
 
 /// [`main`] for a chapter program that starts itself again in child roles: `child` runs one.
-pub fn main_with_children<E, C, T>(
+pub fn main_with_roles<E, C, T>(
     mut experiment: impl FnMut(E) -> Result<T>,
-    child: impl FnOnce(C) -> Result<T>,
+    role: impl FnOnce(C) -> Result<T>,
 ) -> ExitCode
 where
     E: Subcommand,
@@ -100,7 +100,7 @@ where
     let program = Program::<E, C>::parse();
     pause::enable(program.common.pause);
     let code = crate::fail::run(|| match program.invocation {
-        Some(Invocation::Child(role)) => child(role).map(Termination::report),
+        Some(Invocation::Child(one)) => role(one).map(Termination::report),
         Some(Invocation::Experiment(one)) => {
             output::banner();
             experiment(one).map(Termination::report)

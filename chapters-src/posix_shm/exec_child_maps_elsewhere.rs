@@ -56,7 +56,7 @@ pub fn exec_child_maps_elsewhere() -> Result<()> {
     put_str(&talk.message, "hello from the parent");
     let frame = page_entry(object.addr())?.pfn;
     println!("parent: {} mapped at {:#x}", object.name(), object.addr());
-    let child = spawn_self("exec-child", &[object.name()])?;
+    let child = spawn_self("exec", &[object.name()])?;
     ensure!(wait_for(child)? == 0, "the child failed");
     let child_addr = talk.child_addr.load(Ordering::Relaxed) as usize;
     let reply = get_str(&talk.reply);

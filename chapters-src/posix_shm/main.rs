@@ -68,13 +68,13 @@ enum Experiment {
 
 /// The roles this program is started again in (`posix-shm child ROLE`).
 #[derive(Subcommand)]
-enum Child {
+enum Role {
     /// (Used by `exec`.) Open the object by name and report where it is mapped.
-    ExecChild { name: String },
+    Exec { name: String },
     /// (Used by `pointers`.) Open the object by name and walk both lists.
-    WalkChild { name: String },
+    Walk { name: String },
     /// (Used by `pipeline`.) Take lines from the slot, sum them, write the output file.
-    PipelineChild {
+    Pipeline {
         name: String,
         output: PathBuf,
         max_line: usize,
@@ -85,7 +85,7 @@ enum Child {
 fn main() -> ExitCode {
     // `pipeline` exits with 2 when some input was bad; the others succeed or fail.
     let done = |result: Result<()>| result.map(|()| ExitCode::SUCCESS);
-    vmbook::chapter::main_with_children(
+    vmbook::chapter::main_with_roles(
         |experiment: Experiment| match experiment {
             Experiment::Object { size } => done(object_lives_in_dev_shm(size as usize)),
             Experiment::Exec => done(exec_child_maps_elsewhere()),
@@ -99,10 +99,10 @@ fn main() -> ExitCode {
             } => numbers_pipeline(input, output, max_line as usize, poll_us),
             Experiment::BadInputDemo { input } => done(bad_input_demo(&input)),
         },
-        |child: Child| match child {
-            Child::ExecChild { name } => exec_child(&name),
-            Child::WalkChild { name } => walk_child(&name),
-            Child::PipelineChild {
+        |role: Role| match role {
+            Role::Exec { name } => exec_child(&name),
+            Role::Walk { name } => walk_child(&name),
+            Role::Pipeline {
                 name,
                 output,
                 max_line,

@@ -131,7 +131,7 @@ pub fn numbers_pipeline(
         &max_line.to_string(),
         &poll_us.to_string(),
     ];
-    let mut child = Reaped(Some(spawn_self("pipeline-child", &args)?));
+    let mut child = Reaped(Some(spawn_self("pipeline", &args)?));
     vmbook::pause::here(
         "the object exists and the child polls it",
         &["ls -l /dev/shm", "ps -o pid,stat,cmd --ppid PID"],

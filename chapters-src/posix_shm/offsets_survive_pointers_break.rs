@@ -203,7 +203,7 @@ pub fn offsets_survive_pointers_break() -> Result<()> {
         "the forked child failed"
     );
     ensure!(
-        wait_for(spawn_self("walk-child", &[object.name()])?)? == 0,
+        wait_for(spawn_self("walk", &[object.name()])?)? == 0,
         "the exec'd child failed"
     );
     let children = [

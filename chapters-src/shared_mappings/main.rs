@@ -47,7 +47,7 @@ enum Experiment {
 
 /// The roles this program is started again in (`shared-mappings child ROLE`).
 #[derive(Subcommand)]
-enum Child {
+enum Role {
     /// (Used by `race`.) Seed 002 once, in this new process: print what the child read.
     #[command(name = "seed-002")]
     Seed002 {
@@ -58,7 +58,7 @@ enum Child {
 }
 
 fn main() -> ExitCode {
-    vmbook::chapter::main_with_children(
+    vmbook::chapter::main_with_roles(
         |experiment: Experiment| match experiment {
             Experiment::Compare { pages, text, stdin } => {
                 shared_vs_private(pages as usize, text, stdin)
@@ -66,8 +66,8 @@ fn main() -> ExitCode {
             Experiment::Frames { pages } => same_frame_after_writes(pages as usize),
             Experiment::Race { runs, sleep_us } => child_can_read_first(runs, sleep_us),
         },
-        |child: Child| match child {
-            Child::Seed002 { nap_us } => seed_002_child(nap_us),
+        |role: Role| match role {
+            Role::Seed002 { nap_us } => seed_002_child(nap_us),
         },
     )
 }

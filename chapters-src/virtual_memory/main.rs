@@ -36,13 +36,13 @@ enum Experiment {
 
 /// The roles this program is started again in (`virtual-memory child ROLE`).
 #[derive(Subcommand)]
-enum Child {
+enum Role {
     /// (Used by `aslr`.) Print this process's stack, heap, mmap and code addresses, and exit.
     AslrProbe,
 }
 
 fn main() -> ExitCode {
-    vmbook::chapter::main_with_children(
+    vmbook::chapter::main_with_roles(
         |experiment: Experiment| match experiment {
             Experiment::Maps => maps::where_things_live(),
             Experiment::Fork => fork::one_address_two_values(),
@@ -52,8 +52,8 @@ fn main() -> ExitCode {
             } => reserve::reserve_more_than_ram(reserve_gib, touch_mib),
             Experiment::Aslr { runs } => aslr::layout_moves_every_run(runs),
         },
-        |child: Child| match child {
-            Child::AslrProbe => aslr::aslr_probe(),
+        |role: Role| match role {
+            Role::AslrProbe => aslr::aslr_probe(),
         },
     )
 }
