@@ -14,7 +14,7 @@ mod support;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use std::collections::BTreeMap;
-use support::{directives, fresh_tag, leftovers, redact::redact, run, Directive};
+use support::{directives, environment, fresh_tag, leftovers, redact::redact, run, Directive};
 
 fn main() {
     let mut args = Arguments::from_args();
@@ -74,9 +74,43 @@ fn check(directive: &Directive) -> Result<(), Failed> {
     }
     let name = directive.snapshot_name();
     let snapshot = redact(&stdout);
+    log_findings(&name, &stdout);
+    let dir = environment::snapshot_dir();
+    let machine = environment::differences();
+    let envs = environment::environments();
+    let recording = std::env::var_os("VMBOOK_RECORD_VARIANTS").is_some();
+    let compared_with = match environment::expectation(&envs, &dir, &name, &machine) {
+        environment::Expectation::Exact(accepted) => {
+            let same = environment::snapshot_content(&dir, &accepted).as_deref()
+                == Some(snapshot.as_str());
+            if recording && !same && !machine.is_empty() {
+                format!("{name}@{}", environment::join_tags(&machine))
+            } else {
+                accepted
+            }
+        }
+        environment::Expectation::FindingsOnly(why) => {
+            if recording {
+                format!("{name}@{}", environment::join_tags(&machine))
+            } else {
+                let problems = environment::findings_check(&envs, &dir, &name, &machine, &snapshot);
+                if problems.is_empty() {
+                    // The one line a passing trial may print: what it did not compare, and why.
+                    println!("{name}: findings checked, output not compared ({why})");
+                    return Ok(());
+                }
+                return Err(format!(
+                    "{}: `{bin}` on this machine ({why}):\n  {}\n--- output:\n{stdout}",
+                    directive.location(),
+                    problems.join("\n  ")
+                )
+                .into());
+            }
+        }
+    };
     let result = std::panic::catch_unwind(|| {
         let mut settings = insta::Settings::clone_current();
-        settings.set_snapshot_path(support::root().join("tests/snapshots"));
+        settings.set_snapshot_path(&dir);
         settings.set_prepend_module_to_snapshot(false);
         settings.set_description(format!(
             "{}: cargo run -q --bin {bin} -- {}",
@@ -84,7 +118,7 @@ fn check(directive: &Directive) -> Result<(), Failed> {
             args.join(" ")
         ));
         settings.set_omit_expression(true);
-        settings.bind(|| insta::assert_snapshot!(name.as_str(), snapshot));
+        settings.bind(|| insta::assert_snapshot!(compared_with.as_str(), snapshot));
     });
     result.map_err(|panic| {
         let text = panic
@@ -93,9 +127,32 @@ fn check(directive: &Directive) -> Result<(), Failed> {
             .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_default();
         Failed::from(format!(
-            "{}: output of `{bin}` differs from its snapshot `{name}`; if the prose still holds, \
-             run `cargo insta review`\n{text}",
-            directive.location()
+            "{}: output of `{bin}` differs from its snapshot `{compared_with}` (this machine's \
+             differences from the reference configuration: {}); if the prose still holds, run \
+             `cargo insta review`\n{text}",
+            directive.location(),
+            if machine.is_empty() {
+                "none".to_string()
+            } else {
+                environment::join_tags(&machine)
+            }
         ))
     })
+}
+
+/// Appends each finding as `NAME<TAB>VERDICT<TAB>CLAIM` to `$VMBOOK_FINDINGS_LOG`, if set: the
+/// configuration matrix (`scripts/matrix.sh`) tallies them per configuration.
+fn log_findings(name: &str, stdout: &str) {
+    use std::io::Write;
+    let Some(path) = std::env::var_os("VMBOOK_FINDINGS_LOG") else {
+        return;
+    };
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.to_string_lossy()));
+    for (claim, verdict) in environment::findings(stdout) {
+        writeln!(log, "{name}\t{verdict}\t{claim}").unwrap();
+    }
 }

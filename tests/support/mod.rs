@@ -1,6 +1,7 @@
 //! What the tests share: finding the book's directives, running them, redacting what varies.
 #![allow(dead_code)]
 
+pub mod environment;
 pub mod procs;
 pub mod redact;
 
@@ -9,8 +10,13 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// The root of the project (where book.toml is).
+///
+/// `VMBOOK_ROOT` points elsewhere: `scripts/matrix.sh` runs the snapshot tests from a staged copy
+/// that an unprivileged user can read.
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("VMBOOK_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
 /// One `<!-- cmdrun ... -->` directive found in the book.

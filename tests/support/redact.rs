@@ -14,6 +14,7 @@
 //! | `1234 kB`                  | sizes read from the kernel                  | `[SIZE] kB`    |
 //! | `97.3%`                    | percentages                                 | `[PCT]%`       |
 //! | `1025 faults`              | page-fault counts                           | `[N] faults`   |
+//! | `machine.KEY: VALUE`       | the build machine's settings (`machine`)    | `machine.KEY: [MACHINE]` |
 //!
 //! Then runs of spaces become one space: a table pads its columns to the width of values that
 //! vary, so the padding varies with them.
@@ -22,6 +23,7 @@ use regex::Regex;
 
 /// (pattern, replacement) pairs, applied in order.
 pub const FILTERS: &[(&str, &str)] = &[
+    (r"(?m)^(machine\.[^:\n]+): .*$", "$1: [MACHINE]"), // the `machine` program's report
     (r"vmbook-[A-Za-z0-9_]+-\d+-\d+", "vmbook-[TAG]-[PID]-[N]"), // shm/semaphore names
     (r"0x[0-9a-fA-F]+", "[ADDR]"),
     (r"\bpid \d+", "pid [PID]"),
