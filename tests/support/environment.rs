@@ -161,6 +161,9 @@ pub fn snapshot_content(dir: &Path, name: &str) -> Option<String> {
     Some(rest[end + 5..].to_string())
 }
 
+/// A recorded variant: its tags and its findings.
+type Variant = (BTreeSet<String>, Vec<(String, String)>);
+
 /// One `finding:` line: the claim and its verdict (`confirmed`, `REFUTED`, `not checked`).
 pub fn findings(output: &str) -> Vec<(String, String)> {
     output
@@ -200,7 +203,7 @@ pub fn findings_check(
         )];
     };
     let base = findings(&base);
-    let recorded: Vec<(BTreeSet<String>, Vec<(String, String)>)> = variants(dir, name)
+    let recorded: Vec<Variant> = variants(dir, name)
         .into_iter()
         .filter_map(|tags| {
             let text = snapshot_content(dir, &format!("{name}@{}", join_tags(&tags)))?;
