@@ -39,7 +39,7 @@ done
 
 echo "building the chapter programs and the snapshot test" >&2
 cargo build --quiet --bins
-test_bin=$(cargo test --quiet --test book_outputs --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*\)).*/\1/p' | tail -n 1)
+test_bin=$(cargo test --test book_outputs --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*\)).*/\1/p' | tail -n 1)
 [ -x "$test_bin" ] || test_bin="$root/$test_bin"
 [ -x "$test_bin" ] || { echo "matrix: cannot find the book_outputs test binary" >&2; exit 1; }
 
