@@ -67,6 +67,7 @@ fn every_page_in_a_real_browser() {
         .collect();
 
     let mut problems = Vec::new();
+    let mut searched = 0;
     let mut report = Vec::new();
     for chapter in &book_chapters {
         let page = chapter.html();
@@ -90,7 +91,15 @@ fn every_page_in_a_real_browser() {
 
         if !chapter.directives.is_empty() {
             match search_only_here(&browser, &server, chapter, &texts) {
-                Ok(found) => line.push_str(&found),
+                Ok(found) => {
+                    searched += 1;
+                    line.push_str(&found)
+                }
+                // As the book grows, a chapter's output may share every long word with another
+                // page; search is still checked on the chapters that have one of their own.
+                Err(why) if why.starts_with(NO_UNIQUE_WORD) => {
+                    line.push_str(", search not tried (no word of its output is unique to it)")
+                }
                 Err(why) => problems.push(format!("{page}: {why}")),
             }
         }
@@ -99,6 +108,15 @@ fn every_page_in_a_real_browser() {
         }
     }
 
+    let with_outputs = book_chapters
+        .iter()
+        .filter(|c| !c.directives.is_empty())
+        .count();
+    if searched * 2 < with_outputs {
+        problems.push(format!(
+            "search was checked on only {searched} of {with_outputs} pages with outputs"
+        ));
+    }
     match browser.open(&server.url("print.html"), None) {
         Ok(dom) => problems.extend(check_print_page(&book_chapters, &dom)),
         Err(why) => problems.push(format!("print.html: {why}")),
@@ -117,6 +135,8 @@ fn every_page_in_a_real_browser() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+const NO_UNIQUE_WORD: &str = "no word of its program output is unique to it: nothing to search for";
+
 /// Searches (`index.html?search=WORD`) for words only this chapter's output has, until one leads
 /// to this chapter and nowhere else.
 fn search_only_here(
@@ -128,13 +148,14 @@ fn search_only_here(
     let page = chapter.html();
     let words = unique_output_words(chapter, texts);
     if words.is_empty() {
-        return Err("no word of its program output is unique to it: nothing to search for".into());
+        return Err(NO_UNIQUE_WORD.into());
     }
     let mut tried = Vec::new();
     for word in words {
         let dom = browser.open(&server.url(&format!("index.html?search={word}")), None)?;
         let results = search_results(&dom);
-        if !results.is_empty() && results.iter().all(|r| *r == page) {
+        // Appendix B restates the claims, so it may be found beside the chapter.
+        if results.contains(&page) && results.iter().all(|r| *r == page || r == "findings.html") {
             return Ok(format!(
                 ", search `{word}` -> {} result(s), all in {page}",
                 results.len()
@@ -292,7 +313,8 @@ fn unique_output_words(chapter: &Chapter, pages: &[(String, String)]) -> Vec<Str
     };
     let others: String = pages
         .iter()
-        .filter(|(p, _)| *p != chapter.html())
+        // Appendix B restates every chapter's claims, so it is not "another chapter" here.
+        .filter(|(p, _)| *p != chapter.html() && p != "findings.html")
         .map(|(_, html)| decode(&strip_tags(html)).to_lowercase())
         .collect::<Vec<_>>()
         .join("\n");
