@@ -92,10 +92,13 @@ fn collect_links<'a>(
 }
 
 /// The chapters that run programs: the ones whose binaries, help and "Try it" are tested.
+///
+/// The introduction runs only `machine` (which reports the build machine, not a chapter's
+/// experiment): it has no "Try it", no chapter name in its help and nothing to pause at.
 pub fn program_chapters() -> Vec<Chapter> {
     chapters()
         .into_iter()
-        .filter(|c| !c.directives.is_empty())
+        .filter(|c| c.binaries().iter().any(|bin| bin != "machine"))
         .collect()
 }
 
