@@ -253,13 +253,17 @@ fn usable_cpus() -> usize {
         .unwrap_or(1)
 }
 
+/// `valgrind --version`, run as a tracked child: a Ctrl-C during the run kills and reaps it too.
 fn valgrind_version() -> Option<String> {
-    let out = Command::new("valgrind")
-        .arg("--version")
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
+    let child = crate::process::spawn_tracked(
+        Command::new("valgrind")
+            .arg("--version")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    )
+    .ok()?;
+    let out = crate::process::wait_spawned(child).ok()?;
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
