@@ -36,7 +36,6 @@ const INITIAL_USER_NAMESPACE: &str = "user:[4026531837]";
 const ADDR_NO_RANDOMIZE: u64 = 0x0040000;
 /// CAP_SYS_ADMIN's bit in the capability sets of `/proc/self/status`.
 const CAP_SYS_ADMIN: u32 = 21;
-const THP: &str = "/sys/kernel/mm/transparent_hugepage";
 
 /// What this machine and this process look like to the book's programs.
 #[derive(Clone, Debug)]
@@ -80,10 +79,8 @@ impl Environment {
                 .map(|u| u.machine().to_string_lossy().into_owned())
                 .unwrap_or_default(),
             page_size: crate::procinfo::page_size(),
-            pmd_size: text(&format!("{THP}/hpage_pmd_size")).and_then(|s| s.trim().parse().ok()),
-            thp: text(&format!("{THP}/enabled"))
-                .and_then(|s| bracketed(&s))
-                .unwrap_or_else(|| "unavailable".into()),
+            pmd_size: crate::procinfo::thp_size().map(|size| size as u64),
+            thp: crate::procinfo::thp_setting("enabled"),
             frames_visible: frames_visible(),
             root: nix::unistd::geteuid().is_root(),
             cpus: usable_cpus(),
@@ -218,13 +215,6 @@ impl Environment {
     }
 }
 
-/// `[madvise]` in `always [madvise] never`.
-fn bracketed(text: &str) -> Option<String> {
-    let start = text.find('[')? + 1;
-    let end = text[start..].find(']')? + start;
-    Some(text[start..end].to_string())
-}
-
 /// Whether pagemap will show frame numbers to this process: the kernel requires CAP_SYS_ADMIN in
 /// the initial user namespace of whoever opens the file (fs/proc/task_mmu.c, `pagemap_open`).
 fn frames_visible() -> bool {
@@ -328,18 +318,4 @@ pub fn memory_cgroup() -> Result<String, String> {
     nix::unistd::access(&dir, nix::unistd::AccessFlags::W_OK)
         .map_err(|e| format!("{} is not writable: {e}", dir.display()))?;
     Ok(format!("under {}", dir.display()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_mode_is_the_bracketed_word() {
-        assert_eq!(
-            bracketed("always [madvise] never\n").as_deref(),
-            Some("madvise")
-        );
-        assert_eq!(bracketed("always madvise never"), None);
-    }
 }

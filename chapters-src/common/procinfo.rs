@@ -27,6 +27,19 @@ pub fn thp_size() -> Option<usize> {
         .ok()
 }
 
+/// A transparent huge page setting (`enabled`, `defrag`): the word in brackets in
+/// `/sys/kernel/mm/transparent_hugepage/FILE` (`always [madvise] never`), or `unavailable`.
+pub fn thp_setting(file: &str) -> String {
+    std::fs::read_to_string(format!("/sys/kernel/mm/transparent_hugepage/{file}"))
+        .ok()
+        .and_then(|text| {
+            let start = text.find('[')?;
+            let end = text[start..].find(']')?;
+            Some(text[start + 1..start + end].to_string())
+        })
+        .unwrap_or_else(|| "unavailable".to_string())
+}
+
 /// This process's mappings, one entry per line of `/proc/self/maps`.
 pub fn maps() -> Result<Vec<MemoryMap>> {
     Ok(Process::myself()

@@ -88,7 +88,7 @@ mod tests {
 
     #[test]
     fn the_ring_visits_every_page_once() {
-        let (pages, page) = (37, 4096);
+        let (pages, page) = (37, vmbook::procinfo::page_size());
         let mut memory = vec![0u8; pages * page + 64];
         let base = memory
             .as_mut_ptr()

@@ -3,11 +3,12 @@
 //! administrator filled in advance.
 
 use crate::pool_reservation::{Reservation, NR_HUGEPAGES};
-use crate::settings::{hugetlb_pool, read_number, thp_mode, thp_size, Pool};
+use crate::settings::{hugetlb_pool, read_number, thp_mode, Pool};
 use anyhow::{Context, Result};
 use nix::errno::Errno;
 use nix::sys::mman::{madvise, MapFlags, MmapAdvise};
 use vmbook::measure::measure;
+use vmbook::procinfo::thp_size;
 use vmbook::procinfo::{frames_visible, page_entry, page_size, smaps_of};
 use vmbook::{bytes, finding, kb, not_checked, section, Mapping};
 

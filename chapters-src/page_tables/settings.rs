@@ -1,28 +1,12 @@
-//! What the experiments read about this machine: the transparent huge page mode and size, the
+//! What the experiments read about this machine: the transparent huge page mode, the
 //! CPU's flags, the hugetlb pool in /proc/meminfo, one process's VmPTE.
 
 use anyhow::{Context, Result};
 use procfs::Current;
 
-/// The transparent huge page mode: the word in brackets in .../transparent_hugepage/enabled.
+/// The transparent huge page mode (`always`, `madvise`, `never`, `unavailable`).
 pub fn thp_mode() -> String {
-    std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
-        .ok()
-        .and_then(|text| {
-            let start = text.find('[')?;
-            let end = text[start..].find(']')?;
-            Some(text[start + 1..start + end].to_string())
-        })
-        .unwrap_or_else(|| "unavailable".to_string())
-}
-
-/// The size of a transparent huge page (one PMD entry), if the kernel has THP.
-pub fn thp_size() -> Option<usize> {
-    std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    vmbook::procinfo::thp_setting("enabled")
 }
 
 /// Whether the first CPU in /proc/cpuinfo lists `flag` (x86: `la57`, `nx`, `pdpe1gb`).

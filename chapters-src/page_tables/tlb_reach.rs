@@ -4,12 +4,13 @@
 
 use crate::chart::{tlb_svg, Series};
 use crate::chase::{chase, ring};
-use crate::settings::{thp_mode, thp_size};
+use crate::settings::thp_mode;
 use anyhow::{ensure, Context, Result};
 use nix::sys::mman::{madvise, MmapAdvise};
 use std::path::Path;
 use std::ptr::NonNull;
 use vmbook::measure::time;
+use vmbook::procinfo::thp_size;
 use vmbook::procinfo::{page_size, smaps_of};
 use vmbook::{bytes, finding, kb, not_checked, section, Mapping};
 

@@ -2,8 +2,9 @@
 //! page table, then the offset inside the page; with CAP_SYS_ADMIN, the frame it lands in.
 
 use crate::layout::{Layout, ENTRY_BYTES};
-use crate::settings::{cpu_flag, thp_size};
+use crate::settings::cpu_flag;
 use anyhow::Result;
+use vmbook::procinfo::thp_size;
 use vmbook::procinfo::{frames_visible, page_entry};
 use vmbook::{bytes, finding, not_checked, section};
 

@@ -19,15 +19,3 @@ pub fn advise(start: *mut u8, len: usize, advice: MmapAdvise) -> Result<()> {
 pub fn base_pages_only(region: &Mapping) -> Result<()> {
     advise(region.as_ptr(), region.len(), MmapAdvise::MADV_NOHUGEPAGE)
 }
-
-/// The transparent huge page mode, the word in brackets in /sys/kernel/mm/transparent_hugepage.
-pub fn thp_setting(file: &str) -> String {
-    std::fs::read_to_string(format!("/sys/kernel/mm/transparent_hugepage/{file}"))
-        .ok()
-        .and_then(|text| {
-            let start = text.find('[')?;
-            let end = text[start..].find(']')?;
-            Some(text[start + 1..start + end].to_string())
-        })
-        .unwrap_or_else(|| "unavailable".to_string())
-}

@@ -1,9 +1,10 @@
 //! With MADV_HUGEPAGE, one fault maps a whole huge page instead of one base page.
 
-use crate::advice::{advise, thp_setting};
+use crate::advice::advise;
 use anyhow::Result;
 use nix::sys::mman::MmapAdvise;
 use vmbook::measure::{measure, one_per_page, per};
+use vmbook::procinfo::thp_setting;
 use vmbook::procinfo::{page_size, smaps_of, thp_size};
 use vmbook::{bytes, finding, kb, not_checked, section, Mapping};
 

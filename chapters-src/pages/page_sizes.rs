@@ -1,8 +1,8 @@
 //! The page size, the huge page size and the THP mode; a one-byte mapping takes a whole page.
 
-use crate::advice::thp_setting;
 use anyhow::{Context, Result};
 use procfs::Current;
+use vmbook::procinfo::thp_setting;
 use vmbook::procinfo::{page_size, thp_size, vm_counters};
 use vmbook::{bytes, finding, not_checked, section, Mapping};
 

@@ -1,12 +1,12 @@
 //! MAP_POPULATE takes the faults inside mmap instead of at the first touch.
 
-use crate::advice::thp_setting;
 use crate::residency::resident_pages;
 use anyhow::{Context, Result};
 use nix::sys::mman::MapFlags;
 use nix::sys::prctl;
 use vmbook::measure::{measure, one_per_page, per, touch_each_page};
 use vmbook::procinfo::page_size;
+use vmbook::procinfo::thp_setting;
 use vmbook::{finding, section, Mapping};
 
 /// Runs `work` with transparent huge pages off for this process (`prctl(PR_SET_THP_DISABLE)`),

@@ -12,11 +12,13 @@ use vmbook::numbers::{sum_slot_line, LineSlot, DONE, EMPTY, READY};
 use vmbook::process::wait_child;
 use vmbook::{cleanup, finding, futex, section, ShmObject};
 
-/// The size of one slot, and of the header before them: 4096 bytes (a page where pages are 4 KiB).
+/// The size of one slot, and of the header before them: fixed by `LineSlot`'s layout, not by the
+/// page size (offsets into the object need no page alignment).
 const SLOT: usize = std::mem::size_of::<LineSlot>();
 const _: () = assert!(std::mem::size_of::<PipeHeader>() <= SLOT);
 
-/// The 4096 bytes before the slots: when the line in each slot was ready to send, what the child measured.
+/// The header before the slots (one slot's size): when the line in each slot was ready to send,
+/// what the child measured.
 #[repr(C)]
 struct PipeHeader {
     ready_at: [AtomicU64; 64],
