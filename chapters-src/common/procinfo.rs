@@ -13,7 +13,9 @@ pub fn page_size() -> usize {
         .ok()
         .flatten()
         .map(|n| n as usize)
-        .unwrap_or(4096)
+        // POSIX requires _SC_PAGESIZE and Linux always answers it: a guess here would put a wrong
+        // size behind every figure, so a failure stops the program instead.
+        .expect("sysconf(_SC_PAGESIZE) answered nothing")
 }
 
 /// The size of a transparent huge page: what one page-table entry a level above the last maps
