@@ -26,6 +26,8 @@
 //!
 //! What every chapter program does the same way lives here, once:
 //! - the options every program takes ([`Common`]: `--pause`), flattened into the chapter's own;
+//!   a chapter with options that hold for all of its experiments (`file-mappings --dir`) names
+//!   them in a clap `Args` struct of its own and starts with [`main_with_options`];
 //! - with a subcommand, the banner (the command line that reproduces the output) and that
 //!   experiment; with none, the banner and every experiment in the order the enum lists them,
 //!   which is the book's order, each with clap's defaults (the defaults are written once, in the
@@ -58,6 +60,10 @@ pub struct Common {
 #[derive(Subcommand)]
 pub enum NoRoles {}
 
+// The chapter-wide options of a chapter that has none beyond [`Common`].
+#[derive(Args)]
+pub struct NoOptions {}
+
 // No doc comments on these two: clap would take them for the program's `--help` text, which
 // comes from the chapter's own `Experiment` enum.
 #[derive(Subcommand)]
@@ -70,11 +76,13 @@ enum Invocation<E: Subcommand, C: Subcommand> {
 
 #[derive(Parser)]
 #[command(version)]
-struct Program<E: Subcommand, C: Subcommand> {
+struct Program<E: Subcommand, C: Subcommand, O: Args> {
     #[command(subcommand)]
     invocation: Option<Invocation<E, C>>,
     #[command(flatten)]
     common: Common,
+    #[command(flatten)]
+    chapter: O,
 }
 
 /// The whole `main` of a chapter program without child roles: parse the options, then run the
@@ -97,20 +105,39 @@ where
     C: Subcommand,
     T: Termination,
 {
-    let program = Program::<E, C>::parse();
+    main_with_options(
+        |one: E, _: &NoOptions| experiment(one),
+        |one: C, _: &NoOptions| role(one),
+    )
+}
+
+/// [`main_with_roles`] for a chapter program whose own options `O` (a clap `Args` struct, its
+/// fields `global = true`) hold for every experiment and role: each is given them.
+pub fn main_with_options<O, E, C, T>(
+    mut experiment: impl FnMut(E, &O) -> Result<T>,
+    role: impl FnOnce(C, &O) -> Result<T>,
+) -> ExitCode
+where
+    O: Args,
+    E: Subcommand,
+    C: Subcommand,
+    T: Termination,
+{
+    let program = Program::<E, C, O>::parse();
     pause::enable(program.common.pause);
+    let options = &program.chapter;
     let code = crate::fail::run(|| match program.invocation {
-        Some(Invocation::Child(one)) => role(one).map(Termination::report),
+        Some(Invocation::Child(one)) => role(one, options).map(Termination::report),
         Some(Invocation::Experiment(one)) => {
             output::banner();
-            experiment(one).map(Termination::report)
+            experiment(one, options).map(Termination::report)
         }
         None => {
             output::banner();
             // Every experiment runs; the first exit code that is not success is the program's.
             let mut code = ExitCode::SUCCESS;
             for one in every_experiment::<E>()? {
-                let this = experiment(one)?.report();
+                let this = experiment(one, options)?.report();
                 if code == ExitCode::SUCCESS {
                     code = this;
                 }
@@ -160,4 +187,21 @@ pub fn child_command(role: &str, args: &[&str]) -> Result<std::process::Command>
     let mut command = std::process::Command::new(this_program()?);
     command.args(child_args(role, args));
     Ok(command)
+}
+
+/// A clap value parser for a number of pages, from 1 to `max`:
+/// `#[arg(long, value_parser = vmbook::chapter::pages_up_to(1 << 18))]`.
+pub fn pages_up_to(
+    max: usize,
+) -> impl Fn(&str) -> std::result::Result<usize, String> + Clone + Send + Sync + 'static {
+    move |text| {
+        let n: usize = text
+            .parse()
+            .map_err(|_| format!("`{text}` is not a number of pages"))?;
+        if (1..=max).contains(&n) {
+            Ok(n)
+        } else {
+            Err(format!("{n} pages is out of range 1..={max}"))
+        }
+    }
 }

@@ -1,4 +1,4 @@
-//! Chapter "File mappings and the page cache": a file in memory. MAP_SHARED stores seen by read(2)
+//! Chapter 6, "File mappings and the page cache": a file in memory. MAP_SHARED stores seen by read(2)
 //! at once; dirty pages, writeback and msync; MAP_PRIVATE copy-on-write of a file; major faults
 //! after dropping the page cache; SIGBUS past the end of a file; and memfd, shared memory with no
 //! name, sealed and passed over a Unix socket.
@@ -14,8 +14,7 @@ mod read_sees_mapped_writes;
 mod scratch;
 mod sigbus_past_end_of_file;
 
-use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{Args, Subcommand};
 use dirty_until_written_back::dirty_until_written_back;
 use major_faults_wait_for_the_disk::major_faults_wait_for_the_disk;
 use memfd_leaves_nothing::memfd_leaves_nothing;
@@ -26,49 +25,39 @@ use scratch::Scratch;
 use sigbus_past_end_of_file::sigbus_past_end_of_file;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use vmbook::banner;
+use vmbook::chapter::pages_up_to;
 
-/// The chapter "File mappings and the page cache" of the book: a file mapped MAP_SHARED and read
+/// At most 256 Ki pages (1 GiB with 4 KiB pages) in a file.
+const MAX_PAGES: usize = 1 << 18;
+
+/// Chapter 6 of the book, "File mappings and the page cache": a file mapped MAP_SHARED and read
 /// with read(2), dirty pages and msync, MAP_PRIVATE of a file, major faults, SIGBUS past the end
 /// of a file, and memfd with seals passed over a Unix socket. The files it makes have no name and
 /// vanish with the program, however it ends.
-#[derive(Parser)]
-#[command(version, long_about = None)]
-struct Options {
-    #[command(subcommand)]
-    experiment: Option<Experiment>,
-    /// Make the files in DIR (default: the first of $TMPDIR, /var/tmp, /tmp on a disk).
-    #[arg(long, global = true, value_name = "DIR")]
-    dir: Option<PathBuf>,
-    /// Stop at each experiment, print this process's pid and what to inspect, wait for Enter.
-    #[arg(long, global = true)]
-    pause: bool,
-}
-
 #[derive(Subcommand)]
 enum Experiment {
     /// Store into a MAP_SHARED mapping of a file; an exec'd process reads the file with read(2).
     Shared {
         /// How many pages the file holds.
-        #[arg(long, default_value_t = 2, value_parser = pages_in_range)]
+        #[arg(long, default_value_t = 2, value_parser = pages_up_to(MAX_PAGES))]
         pages: usize,
     },
     /// Store into every page: dirty pages in smaps, then msync(MS_SYNC) and fsync.
     Dirty {
         /// How many pages to store into.
-        #[arg(long, default_value_t = 16, value_parser = pages_in_range)]
+        #[arg(long, default_value_t = 16, value_parser = pages_up_to(MAX_PAGES))]
         pages: usize,
     },
     /// Map a file MAP_PRIVATE: shared page-cache pages until a store copies one.
     Private {
         /// How many pages the file holds.
-        #[arg(long, default_value_t = 4, value_parser = pages_in_range)]
+        #[arg(long, default_value_t = 4, value_parser = pages_up_to(MAX_PAGES))]
         pages: usize,
     },
     /// Drop the file's pages from the page cache, read the mapping: major faults, readahead.
     Major {
         /// How many pages the file holds (each is read from the disk at least once).
-        #[arg(long, default_value_t = 256, value_parser = pages_in_range)]
+        #[arg(long, default_value_t = 256, value_parser = pages_up_to(MAX_PAGES))]
         pages: usize,
     },
     /// Truncate a mapped file, and map a file longer than it is: SIGBUS in a child.
@@ -79,63 +68,45 @@ enum Experiment {
         #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(64..=1 << 30))]
         size: u64,
     },
+}
+
+// Where the files go, for every experiment. (A plain comment: clap would take a doc comment for
+// the program's `--help` text.)
+#[derive(Args)]
+struct Files {
+    /// Make the files in DIR (default: the first of $TMPDIR, /var/tmp, /tmp on a disk).
+    #[arg(long, global = true, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+/// The roles this program is started again in (`file-mappings child ROLE`).
+#[derive(Subcommand)]
+enum Role {
     /// (Used by `shared`.) Read the file on stdin with pread, map it, report.
-    #[command(hide = true)]
-    ReadChild { len: usize },
+    Read { len: usize },
     /// (Used by `memfd`.) Receive the memfd over the socket on stdin, map it, try to change it.
-    #[command(hide = true)]
     MemfdReceiver,
 }
 
-/// `--pages`: at least one page, at most 256 Ki pages (1 GiB with 4 KiB pages).
-fn pages_in_range(text: &str) -> Result<usize, String> {
-    let n: usize = text
-        .parse()
-        .map_err(|_| format!("`{text}` is not a number of pages"))?;
-    if (1..=1 << 18).contains(&n) {
-        Ok(n)
-    } else {
-        Err(format!("{n} pages is out of range 1..=262144"))
-    }
-}
-
 fn main() -> ExitCode {
-    let options = Options::parse();
-    vmbook::pause::enable(options.pause);
-    vmbook::run(|| {
-        let dir = options.dir.as_deref();
-        match options.experiment {
-            Some(Experiment::ReadChild { len }) => return read_child(len),
-            Some(Experiment::MemfdReceiver) => return memfd_receiver(),
-            _ => {}
-        }
-        banner();
-        match options.experiment {
-            Some(experiment) => run(experiment, &Scratch::choose(dir)?)?,
-            None => {
-                let scratch = Scratch::choose(dir)?;
-                run(Experiment::Shared { pages: 2 }, &scratch)?;
-                run(Experiment::Dirty { pages: 16 }, &scratch)?;
-                run(Experiment::Private { pages: 4 }, &scratch)?;
-                run(Experiment::Major { pages: 256 }, &scratch)?;
-                run(Experiment::Sigbus, &scratch)?;
-                run(Experiment::Memfd { size: 4096 }, &scratch)?;
+    vmbook::chapter::main_with_options(
+        |experiment: Experiment, files: &Files| {
+            let scratch = || Scratch::choose(files.dir.as_deref());
+            match experiment {
+                Experiment::Shared { pages } => read_sees_mapped_writes(&scratch()?, pages),
+                Experiment::Dirty { pages } => dirty_until_written_back(&scratch()?, pages),
+                Experiment::Private { pages } => {
+                    private_mapping_copies_on_write(&scratch()?, pages)
+                }
+                Experiment::Major { pages } => major_faults_wait_for_the_disk(&scratch()?, pages),
+                Experiment::Sigbus => sigbus_past_end_of_file(&scratch()?),
+                Experiment::Memfd { size } => memfd_leaves_nothing(size as usize),
             }
-        }
-        Ok(ExitCode::SUCCESS)
-    })
-}
-
-fn run(experiment: Experiment, scratch: &Scratch) -> Result<()> {
-    match experiment {
-        Experiment::Shared { pages } => read_sees_mapped_writes(scratch, pages),
-        Experiment::Dirty { pages } => dirty_until_written_back(scratch, pages),
-        Experiment::Private { pages } => private_mapping_copies_on_write(scratch, pages),
-        Experiment::Major { pages } => major_faults_wait_for_the_disk(scratch, pages),
-        Experiment::Sigbus => sigbus_past_end_of_file(scratch),
-        Experiment::Memfd { size } => memfd_leaves_nothing(size as usize),
-        Experiment::ReadChild { .. } | Experiment::MemfdReceiver => {
-            unreachable!("child roles return above")
-        }
-    }
+            .map(|()| ExitCode::SUCCESS)
+        },
+        |role: Role, _: &Files| match role {
+            Role::Read { len } => read_child(len),
+            Role::MemfdReceiver => memfd_receiver(),
+        },
+    )
 }

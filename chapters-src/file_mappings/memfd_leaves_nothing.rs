@@ -13,7 +13,7 @@ use nix::unistd::{pipe, read, write};
 use std::collections::HashMap;
 use std::io::IoSlice;
 use std::os::fd::AsRawFd;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use vmbook::process::{fork_child, spawn_tracked, wait_child, wait_spawned};
 use vmbook::shm::unique_name;
 use vmbook::{finding, section};
@@ -62,11 +62,8 @@ pub fn memfd_leaves_nothing(size: usize) -> Result<()> {
         SockFlag::SOCK_CLOEXEC,
     )
     .context("socketpair")?;
-    let exe = std::env::current_exe().context("find this program's path")?;
-    let mut command = Command::new(exe);
-    command
-        .arg("memfd-receiver")
-        .stdin(Stdio::from(receiver_end)); // a new program; fd 0 is its socket
+    let mut command = vmbook::chapter::child_command("memfd-receiver", &[])?;
+    command.stdin(Stdio::from(receiver_end)); // a new program; fd 0 is its socket
     let receiver = spawn_tracked(&mut command)?;
     let receiver_pid = receiver.id() as i32;
     let (from_creator, to_parent) = pipe().context("pipe")?;

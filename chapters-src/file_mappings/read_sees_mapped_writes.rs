@@ -7,7 +7,7 @@ use anyhow::{ensure, Context, Result};
 use nix::sys::mman::{MapFlags, ProtFlags};
 use nix::sys::uio::pread;
 use std::collections::HashMap;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{ExitCode, Stdio};
 use vmbook::procinfo::{frames_visible, page_entry, page_size, FRAMES_HIDDEN};
 use vmbook::{finding, not_checked, section};
 
@@ -35,9 +35,7 @@ pub fn read_sees_mapped_writes(scratch: &Scratch, pages: usize) -> Result<()> {
     );
     let frame = page_entry(map.addr())?.pfn;
     // The child is a new program (fork + exec); its standard input is the file.
-    let exe = std::env::current_exe().context("find this program's path")?;
-    let mut command = Command::new(exe);
-    command.args(["read-child", &len.to_string()]);
+    let mut command = vmbook::chapter::child_command("read", &[&len.to_string()])?;
     command
         .stdin(Stdio::from(file.try_clone().context("dup")?))
         .stdout(Stdio::piped());

@@ -1,4 +1,4 @@
-//! Chapter "Memory pressure": what a process really costs (RSS vs PSS), how pages leave RAM
+//! Chapter 8, "Memory pressure": what a process really costs (RSS vs PSS), how pages leave RAM
 //! (file pages to their file, anonymous pages to swap), MADV_FREE vs MADV_DONTNEED, overcommit,
 //! the OOM killer contained in a cgroup, and mlock.
 
@@ -14,8 +14,7 @@ mod overcommit_refuses_one_big_allocation;
 mod pss_splits_shared_pages;
 
 use anonymous_pages_need_swap::anonymous_pages_need_swap;
-use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 use file_pages_leave_and_come_back::file_pages_leave_and_come_back;
 use free_keeps_data_dontneed_zeroes::free_keeps_data_dontneed_zeroes;
 use mlock_keeps_pages_in_ram::mlock_keeps_pages_in_ram;
@@ -23,32 +22,26 @@ use oom_killer_in_a_cgroup::oom_killer_in_a_cgroup;
 use overcommit_refuses_one_big_allocation::overcommit_refuses_one_big_allocation;
 use pss_splits_shared_pages::pss_splits_shared_pages;
 use std::path::PathBuf;
-use vmbook::banner;
+use std::process::ExitCode;
+use vmbook::chapter::pages_up_to;
 
-/// The chapter "Memory pressure" of the book: RSS vs PSS, MADV_PAGEOUT of file and anonymous
+/// At most 256 Ki pages (1 GiB with 4 KiB pages) in a region.
+const MAX_PAGES: usize = 1 << 18;
+
+/// Chapter 8 of the book, "Memory pressure": RSS vs PSS, MADV_PAGEOUT of file and anonymous
 /// pages (swap), MADV_FREE vs MADV_DONTNEED, overcommit, the OOM killer in a memory cgroup, mlock.
-#[derive(Parser)]
-#[command(version, long_about = None)]
-struct Options {
-    #[command(subcommand)]
-    experiment: Option<Experiment>,
-    /// Stop at each experiment, print this process's pid and what to inspect, wait for Enter.
-    #[arg(long, global = true)]
-    pause: bool,
-}
-
 #[derive(Subcommand)]
 enum Experiment {
     /// Parent and child share a region: VmRSS, Pss and Private_* of each, and their sums.
     RssPss {
         /// How many pages the shared region holds.
-        #[arg(long, default_value_t = 1024, value_parser = pages_in_range)]
+        #[arg(long, default_value_t = 1024, value_parser = pages_up_to(MAX_PAGES))]
         pages: usize,
     },
     /// A clean file mapping: MADV_PAGEOUT drops its pages; reading them again takes major faults.
     PageoutFile {
         /// How many pages the file holds.
-        #[arg(long, default_value_t = 256, value_parser = pages_in_range)]
+        #[arg(long, default_value_t = 256, value_parser = pages_up_to(MAX_PAGES))]
         pages: usize,
         /// Where to create the (immediately unlinked) file: a disk-backed filesystem, not tmpfs.
         /// Default: $TMPDIR or /tmp, else /var/tmp.
@@ -59,13 +52,13 @@ enum Experiment {
     /// nowhere.
     PageoutAnon {
         /// How many pages to write and page out.
-        #[arg(long, default_value_t = 1024, value_parser = pages_in_range)]
+        #[arg(long, default_value_t = 1024, value_parser = pages_up_to(MAX_PAGES))]
         pages: usize,
     },
     /// MADV_FREE keeps data and RSS until reclaim; MADV_DONTNEED drops both at once.
     Free {
         /// How many pages each region holds.
-        #[arg(long, default_value_t = 256, value_parser = pages_in_range)]
+        #[arg(long, default_value_t = 256, value_parser = pages_up_to(MAX_PAGES))]
         pages: usize,
     },
     /// One mapping far beyond RAM + swap against many smaller ones that add up to it.
@@ -85,48 +78,13 @@ enum Experiment {
     /// locked without CAP_IPC_LOCK.
     Mlock {
         /// How many pages to lock (and how many to leave unlocked beside them).
-        #[arg(long, default_value_t = 16, value_parser = pages_in_range)]
+        #[arg(long, default_value_t = 16, value_parser = pages_up_to(MAX_PAGES))]
         pages: usize,
     },
 }
 
-/// `--pages`: at least one page, at most 256 Ki pages (1 GiB with 4 KiB pages).
-fn pages_in_range(text: &str) -> Result<usize, String> {
-    let n: usize = text
-        .parse()
-        .map_err(|_| format!("`{text}` is not a number of pages"))?;
-    if (1..=1 << 18).contains(&n) {
-        Ok(n)
-    } else {
-        Err(format!("{n} pages is out of range 1..=262144"))
-    }
-}
-
-fn main() -> std::process::ExitCode {
-    let options = Options::parse();
-    vmbook::pause::enable(options.pause);
-    vmbook::run(|| {
-        banner();
-        match options.experiment {
-            Some(experiment) => run(experiment),
-            None => {
-                run(Experiment::RssPss { pages: 1024 })?;
-                run(Experiment::PageoutFile {
-                    pages: 256,
-                    dir: None,
-                })?;
-                run(Experiment::PageoutAnon { pages: 1024 })?;
-                run(Experiment::Free { pages: 256 })?;
-                run(Experiment::Overcommit { pieces: 4 })?;
-                run(Experiment::Oom { max_mib: 16 })?;
-                run(Experiment::Mlock { pages: 16 })
-            }
-        }
-    })
-}
-
-fn run(experiment: Experiment) -> Result<()> {
-    match experiment {
+fn main() -> ExitCode {
+    vmbook::chapter::main(|experiment: Experiment| match experiment {
         Experiment::RssPss { pages } => pss_splits_shared_pages(pages),
         Experiment::PageoutFile { pages, dir } => file_pages_leave_and_come_back(pages, dir),
         Experiment::PageoutAnon { pages } => anonymous_pages_need_swap(pages),
@@ -134,5 +92,5 @@ fn run(experiment: Experiment) -> Result<()> {
         Experiment::Overcommit { pieces } => overcommit_refuses_one_big_allocation(pieces as u64),
         Experiment::Oom { max_mib } => oom_killer_in_a_cgroup(max_mib),
         Experiment::Mlock { pages } => mlock_keeps_pages_in_ram(pages),
-    }
+    })
 }

@@ -1,4 +1,4 @@
-//! Chapter "Page tables and the TLB": how the MMU translates an address level by level, what the
+//! Chapter 3, "Page tables and the TLB": how the MMU translates an address level by level, what the
 //! tables cost, how far the TLB reaches with base and huge pages, how the permissions in a page
 //! table entry are enforced, and the two kinds of huge pages.
 
@@ -16,24 +16,18 @@ mod settings;
 mod tlb_reach;
 mod translation_taken_apart;
 
-use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
+use huge_pages_both_kinds::huge_pages_both_kinds;
+use page_tables_take_memory::page_tables_take_memory;
+use protection_faults::protection_faults;
 use std::path::PathBuf;
-use vmbook::banner;
+use std::process::ExitCode;
+use tlb_reach::tlb_reach;
+use translation_taken_apart::translation_taken_apart;
 
-/// The chapter "Page tables and the TLB": an address taken apart level by level, the memory page
-/// tables take (VmPTE), TLB reach with base and huge pages, SIGSEGV from the permissions in the
-/// page table, and transparent huge pages next to hugetlbfs (MAP_HUGETLB).
-#[derive(Parser)]
-#[command(version, long_about = None)]
-struct Options {
-    #[command(subcommand)]
-    experiment: Option<Experiment>,
-    /// Stop at each experiment, print this process's pid and what to inspect, wait for Enter.
-    #[arg(long, global = true)]
-    pause: bool,
-}
-
+/// Chapter 3 of the book, "Page tables and the TLB": an address taken apart level by level, the
+/// memory page tables take (VmPTE), TLB reach with base and huge pages, SIGSEGV from the
+/// permissions in the page table, and transparent huge pages next to hugetlbfs (MAP_HUGETLB).
 #[derive(Subcommand)]
 enum Experiment {
     /// Split one of the program's addresses into page-table indices and offset; the frame (as root).
@@ -69,44 +63,16 @@ enum Experiment {
     },
 }
 
-fn main() -> std::process::ExitCode {
-    let options = Options::parse();
-    vmbook::pause::enable(options.pause);
-    vmbook::run(|| {
-        banner();
-        match options.experiment {
-            Some(experiment) => run(experiment),
-            None => {
-                run(Experiment::Walk)?;
-                run(Experiment::TableMemory { touches: 256 })?;
-                run(Experiment::Tlb {
-                    max_size: 64 << 20,
-                    reads: 20_000,
-                    out: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/book/charts")),
-                })?;
-                run(Experiment::Protect)?;
-                run(Experiment::Hugetlb { reserve: 2 })
-            }
-        }
-    })
-}
-
-fn run(experiment: Experiment) -> Result<()> {
-    match experiment {
-        Experiment::Walk => translation_taken_apart::translation_taken_apart(),
-        Experiment::TableMemory { touches } => {
-            page_tables_take_memory::page_tables_take_memory(touches as usize)
-        }
+fn main() -> ExitCode {
+    vmbook::chapter::main(|experiment: Experiment| match experiment {
+        Experiment::Walk => translation_taken_apart(),
+        Experiment::TableMemory { touches } => page_tables_take_memory(touches as usize),
         Experiment::Tlb {
             max_size,
             reads,
             out,
-        } => tlb_reach::tlb_reach(max_size, reads as usize, &out),
-        Experiment::Protect => {
-            protection_faults::protection_faults()?;
-            guard_page::guard_page()?;
-            no_execute::no_execute()
-        }
-        Experiment::Hugetlb { reserve } => huge_pages_both_kinds::huge_pages_both_kinds(reserve),
-    }
+        } => tlb_reach(max_size, reads as usize, &out),
+        Experiment::Protect => protection_faults(),
+        Experiment::Hugetlb { reserve } => huge_pages_both_kinds(reserve),
+    })
 }

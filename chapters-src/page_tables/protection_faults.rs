@@ -1,5 +1,6 @@
 //! The permissions live in the page table: a write to a read-only page and a touch of an address
-//! nothing maps both end in SIGSEGV, and `si_code` tells the two apart.
+//! nothing maps both end in SIGSEGV, and `si_code` tells the two apart; a guard page and a page
+//! without execute permission fault the same way ([`crate::guard_page`], [`crate::no_execute`]).
 
 use crate::fault_report::{in_child, Outcome, SEGV_ACCERR, SEGV_MAPERR};
 use anyhow::{Context, Result};
@@ -40,8 +41,15 @@ pub fn is_segv(outcome: Outcome, want: i32, addr: usize) -> bool {
         }
 }
 
-// ANCHOR: protection_faults
+/// `page-tables protect`: each kind of access the page table refuses, in a forked child.
 pub fn protection_faults() -> Result<()> {
+    read_only_and_unmapped()?;
+    crate::guard_page::guard_page()?;
+    crate::no_execute::no_execute()
+}
+
+// ANCHOR: protection_faults
+fn read_only_and_unmapped() -> Result<()> {
     section("Writing a read-only page, touching an unmapped address (each in a forked child)");
     let page = page_size();
     let region = Mapping::private(page)?;
@@ -61,8 +69,9 @@ pub fn protection_faults() -> Result<()> {
     })?;
     let gone = Mapping::private(page)?;
     let hole = gone.addr();
-    std::mem::forget(gone); // unmapped by hand below: the address must have no mapping at all
-                            // SAFETY: the page was ours; nothing refers to it, and nothing unmaps it again.
+    // Unmapped by hand below: the address must have no mapping at all.
+    std::mem::forget(gone);
+    // SAFETY: the page was ours; nothing refers to it, and nothing unmaps it again.
     unsafe { munmap(NonNull::new(hole as *mut _).context("null")?, page) }.context("munmap")?;
     let unmapped = in_child(|| {
         // SAFETY: the read faults; the child's handler ends the child.

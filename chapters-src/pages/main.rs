@@ -16,6 +16,10 @@ use huge_page_faults::huge_page_faults;
 use page_sizes::page_sizes;
 use populate_moves_the_faults::populate_moves_the_faults;
 use std::process::ExitCode;
+use vmbook::chapter::pages_up_to;
+
+/// At most 1 Mi pages in a region.
+const MAX_PAGES: usize = 1 << 20;
 
 /// Chapter 2 of the book, "Pages": the page size, page faults on first touch (counted and timed),
 /// residency with mincore, MAP_POPULATE, MADV_DONTNEED and transparent huge pages.
@@ -26,19 +30,19 @@ enum Experiment {
     /// Map pages, write one byte into each, then do it again: faults, residency, time per page.
     Touch {
         /// How many pages to map and touch (more pages: steadier times, longer run).
-        #[arg(long, default_value_t = 1024, value_parser = pages_in_range)]
+        #[arg(long, default_value_t = 1024, value_parser = pages_up_to(MAX_PAGES))]
         pages: usize,
     },
     /// Map with and without MAP_POPULATE: where the page faults happen.
     Populate {
         /// How many pages to map, each way.
-        #[arg(long, default_value_t = 1024, value_parser = pages_in_range)]
+        #[arg(long, default_value_t = 1024, value_parser = pages_up_to(MAX_PAGES))]
         pages: usize,
     },
     /// Touch pages, give them back with madvise(MADV_DONTNEED), then read them again.
     Dontneed {
         /// How many pages to touch and give back.
-        #[arg(long, default_value_t = 1024, value_parser = pages_in_range)]
+        #[arg(long, default_value_t = 1024, value_parser = pages_up_to(MAX_PAGES))]
         pages: usize,
     },
     /// Touch a region with and without madvise(MADV_HUGEPAGE): faults per huge page.
@@ -48,18 +52,6 @@ enum Experiment {
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=512))]
         huge_pages: u32,
     },
-}
-
-/// `--pages`: at least one page, at most 1 Mi pages.
-fn pages_in_range(text: &str) -> Result<usize, String> {
-    let n: usize = text
-        .parse()
-        .map_err(|_| format!("`{text}` is not a number of pages"))?;
-    if (1..=1 << 20).contains(&n) {
-        Ok(n)
-    } else {
-        Err(format!("{n} pages is out of range 1..=1048576"))
-    }
 }
 
 fn main() -> ExitCode {
