@@ -1,4 +1,4 @@
-//! Chapter 7, "Cleanup": what a program leaves behind when it ends, on every path: a leak valgrind
+//! Chapter 10, "Cleanup": what a program leaves behind when it ends, on every path: a leak valgrind
 //! cannot see, an orphan in /dev/shm after SIGKILL, which endings run Drop, signals handled safely,
 //! zombies, and what munmap, close and shm_unlink each free.
 
@@ -17,7 +17,7 @@ mod zombie;
 use clap::Subcommand;
 use std::process::ExitCode;
 
-/// Chapter 7 of the book, "Cleanup": leaks valgrind does not report, objects that outlive a
+/// Chapter 10 of the book, "Cleanup": leaks valgrind does not report, objects that outlive a
 /// SIGKILLed creator, which endings run Drop, signal handlers that only set a flag, zombies, and what
 /// munmap, close and shm_unlink each free.
 #[derive(Subcommand)]

@@ -3,7 +3,7 @@
 //! A shared-memory object or a named semaphore lives in `/dev/shm` until someone unlinks it, and a
 //! child lives until someone kills and reaps it. Drop handles the normal path; this module handles
 //! SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGPIPE, which would otherwise end the program without
-//! running Drop (SIGKILL cannot be caught: see chapter 7).
+//! running Drop (SIGKILL cannot be caught: see the Cleanup chapter).
 //!
 //! It also writes back a system setting a program changed for one run (see [`track_restore`]).
 //!
@@ -210,7 +210,7 @@ pub fn untrack_child(pid: i32) {
     }
 }
 
-/// Turns the handler off for programs that demonstrate what happens *without* it (chapter 7).
+/// Turns the handler off for programs that demonstrate what happens *without* it (the Cleanup chapter).
 pub fn disable_signal_cleanup() {
     DISABLED.store(true, Ordering::SeqCst);
     for sig in SIGNALS {

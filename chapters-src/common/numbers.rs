@@ -1,6 +1,7 @@
-//! The numbers pipeline of seed 001 (chapters 5 and 6): a parent passes lines of numbers through
-//! shared memory to a child, which sums each line. This module holds the two pieces both chapters
-//! use: the line parser, and the fixed layout of the one-line slot that sits in shared memory.
+//! The numbers pipeline of seed 001 (chapters 7 and 9, POSIX shared memory and Synchronization):
+//! a parent passes lines of numbers through shared memory to a child, which sums each line. This
+//! module holds the two pieces both chapters use: the line parser, and the fixed layout of the
+//! one-line slot that sits in shared memory.
 //!
 //! # The parser: [`sum_line`]
 //!
@@ -221,7 +222,7 @@ pub const SLOT_CAPACITY: usize = 4096 - 24;
 /// to whole pages, whatever the page size); zeroed memory is an empty slot.
 #[repr(C)]
 pub struct LineSlot {
-    /// The protocol's word (chapter 5: seed 001's 0 = empty, 1 = line ready, 2 = no more lines).
+    /// The protocol's word (POSIX shared memory: seed 001's 0 = empty, 1 = line ready, 2 = no more lines).
     pub state: AtomicU32,
     /// The line's full length in bytes (without its newline); more than SLOT_CAPACITY when the
     /// line did not fit and only its first SLOT_CAPACITY bytes are in `text`.

@@ -1,4 +1,4 @@
-//! Chapter 3, "Copy-on-write": after `fork`, parent and child share every private page until one of
+//! Chapter 4, "Copy-on-write": after `fork`, parent and child share every private page until one of
 //! them writes it; the writer then takes a page fault and gets a copy of its own.
 
 mod cow_fault_cost;
@@ -17,7 +17,7 @@ use parent_never_sees_private_write::parent_never_sees_private_write;
 use same_frame_after_fork::same_frame_after_fork;
 use std::process::ExitCode;
 
-/// Chapter 3 of the book, "Copy-on-write": the frames parent and child share after fork, what a
+/// Chapter 4 of the book, "Copy-on-write": the frames parent and child share after fork, what a
 /// write costs the writer, why one byte copies a page, and what fork itself costs.
 #[derive(Subcommand)]
 enum Experiment {

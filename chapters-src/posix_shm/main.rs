@@ -1,4 +1,4 @@
-//! Chapter 5, "POSIX shared memory": an object with a name in /dev/shm, opened again by a fork+exec'd
+//! Chapter 7, "POSIX shared memory": an object with a name in /dev/shm, opened again by a fork+exec'd
 //! child at another address; the RAII guard of the library (seed 003's class, done right); offsets
 //! instead of pointers; and seed 001's numbers pipeline with its 0/1/2 flag protocol.
 
@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use vmbook::numbers::SLOT_CAPACITY;
 
-/// Chapter 5 of the book, "POSIX shared memory": shm_open/ftruncate/mmap and the object in
+/// Chapter 7 of the book, "POSIX shared memory": shm_open/ftruncate/mmap and the object in
 /// /dev/shm, a fork+exec'd child that opens it by name, the RAII guard, offsets instead of
 /// pointers, and seed 001's numbers pipeline.
 #[derive(Subcommand)]

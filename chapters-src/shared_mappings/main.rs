@@ -1,4 +1,4 @@
-//! Chapter 4, "Anonymous shared mappings": MAP_SHARED and MAP_PRIVATE side by side across fork
+//! Chapter 5, "Anonymous shared mappings": MAP_SHARED and MAP_PRIVATE side by side across fork
 //! (seed 004, without its bugs), the frames behind them after both sides wrote, and the race hidden
 //! in seed 002.
 
@@ -12,7 +12,7 @@ use same_frame_after_writes::same_frame_after_writes;
 use shared_vs_private::shared_vs_private;
 use std::process::ExitCode;
 
-/// Chapter 4 of the book, "Anonymous shared mappings": what a child's writes do to MAP_SHARED and
+/// Chapter 5 of the book, "Anonymous shared mappings": what a child's writes do to MAP_SHARED and
 /// MAP_PRIVATE memory, the physical frames behind both, and the race in seed 002.
 #[derive(Subcommand)]
 enum Experiment {

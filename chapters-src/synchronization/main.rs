@@ -1,4 +1,4 @@
-//! Chapter 6, "Synchronization": the races of seeds 001-003 made visible, then fixed with atomics,
+//! Chapter 9, "Synchronization": the races of seeds 001-003 made visible, then fixed with atomics,
 //! a process-shared mutex, a futex, POSIX semaphores and a robust mutex, with their costs measured.
 
 mod children;
@@ -15,7 +15,7 @@ mod timing;
 use clap::Subcommand;
 use std::process::ExitCode;
 
-/// Chapter 6 of the book, "Synchronization": races between processes that share memory, and fixes.
+/// Chapter 9 of the book, "Synchronization": races between processes that share memory, and fixes.
 ///
 /// Each subcommand runs one experiment of the chapter: it makes a race of the seeds happen (lost
 /// updates, a flag the optimizer hides, a greeting read too early, a mutex whose owner died) and
