@@ -7,6 +7,8 @@
 //!
 //! It starts processes and never forks itself.
 
+mod claims_page;
+
 use anyhow::{Context, Result};
 use clap::Parser;
 use std::collections::HashMap;
@@ -27,6 +29,10 @@ struct Options {
     /// Also print the evidence each finding was computed from.
     #[arg(long)]
     evidence: bool,
+    /// Also write a page that puts each finding of this run beside the one the book accepted
+    /// (same, differs, not in accepted run, missing), to PATH or target/claims.html.
+    #[arg(long, value_name = "PATH")]
+    html: Option<Option<PathBuf>>,
 }
 
 fn main() -> ExitCode {
@@ -62,23 +68,30 @@ fn check_the_book(options: &Options) -> Result<ExitCode> {
     let mut failed = Vec::new();
     let mut refuted = Vec::new();
     let mut chapter_shown = None;
+    let mut ran = Vec::new();
     for directive in &directives {
+        let title = pages
+            .iter()
+            .find(|p| p.file == directive.file)
+            .map_or("(not in SUMMARY.md)", |p| p.title.as_str());
         if chapter_shown.as_ref() != Some(&directive.file) {
-            let title = pages
-                .iter()
-                .find(|p| p.file == directive.file)
-                .map_or("(not in SUMMARY.md)", |p| p.title.as_str());
             println!("\n== {title} ({})", directive.file.display());
             chapter_shown = Some(directive.file.clone());
         }
         let location = directive.location();
         let shown = directive.command().unwrap_or(&directive.text);
         println!("$ {shown}  ({location})");
-        let findings = match run_directive(&root, directive) {
+        let outcome = run_directive(&root, directive).map_err(|why| format!("{why:#}"));
+        ran.push(claims_page::Ran {
+            title: title.to_string(),
+            directive: directive.clone(),
+            outcome: outcome.clone(),
+        });
+        let findings = match outcome {
             Ok(findings) => findings,
             Err(why) => {
-                println!("  FAILED       {why:#}");
-                failed.push(format!("{location}: {why:#}"));
+                println!("  FAILED       {why}");
+                failed.push(format!("{location}: {why}"));
                 continue;
             }
         };
@@ -109,6 +122,17 @@ fn check_the_book(options: &Options) -> Result<ExitCode> {
         }
     }
 
+    if let Some(path) = &options.html {
+        let path = path
+            .clone()
+            .unwrap_or_else(|| root.join("target/claims.html"));
+        let accepted = claims_page::Accepted::find(&root);
+        claims_page::write(&path, &this_machine(), &accepted, &ran)?;
+        println!(
+            "\nthis run beside the book's accepted one: {}",
+            path.display()
+        );
+    }
     println!("\n== Summary");
     for line in &refuted {
         println!("refuted: {line}");
