@@ -65,7 +65,7 @@ serve_result="not measured"
 if [ "$do_serve" = 1 ]; then
   # The edit: the first plain section title of the shared-mappings chapter (override with
   # BENCH_EDIT=path/to/file.rs).
-  source_file="${BENCH_EDIT:-chapters-src/shared_mappings/shared_vs_private.rs}"
+  source_file="${BENCH_EDIT:-chapters-src/shared_mappings/compare_shared_with_private.rs}"
   title=$(grep -oE 'section\("[A-Za-z0-9 ,:()/._?;-]{8,}"\)' "$source_file" | head -1 | sed -E 's/section\("(.*)"\)/\1/')
   [ -n "$title" ] || { echo "no plain section(\"...\") title in $source_file" >&2; exit 1; }
   bin_dir=$(basename "$(dirname "$source_file")")

@@ -3,19 +3,27 @@
 //! zombies, and what munmap, close and shm_unlink each free.
 
 mod child;
-mod endings;
+mod drop_table;
 mod flag_handler;
 mod object;
-mod order;
-mod orphan;
-mod see_a_leak;
-mod signals;
-mod unlink_early;
-mod valgrind;
-mod zombie;
+mod order_of_munmap_close_unlink;
+mod orphan_outlives_its_creator;
+mod signals_clean_up_on_main_path;
+mod unlink_early_leaves_nothing;
+mod valgrind_misses_mmap_leaks;
+mod watch_leak_from_outside;
+mod zombie_until_reaped;
 
 use clap::Subcommand;
+use drop_table::drop_table;
+use order_of_munmap_close_unlink::order_of_munmap_close_unlink;
+use orphan_outlives_its_creator::orphan_outlives_its_creator;
+use signals_clean_up_on_main_path::signals_clean_up_on_main_path;
 use std::process::ExitCode;
+use unlink_early_leaves_nothing::unlink_early_leaves_nothing;
+use valgrind_misses_mmap_leaks::{leak_probe, valgrind_misses_mmap_leaks};
+use watch_leak_from_outside::watch_leak_from_outside;
+use zombie_until_reaped::zombie_until_reaped;
 
 /// Chapter 10 of the book, "Cleanup": leaks valgrind does not report, objects that outlive a
 /// SIGKILLed creator, which endings run Drop, signal handlers that only set a flag, zombies, and what
@@ -85,20 +93,18 @@ fn main() -> ExitCode {
     vmbook::chapter::main_with_roles(
         |experiment: Experiment| match experiment {
             Experiment::Valgrind { kib, valgrind } => {
-                valgrind::valgrind_misses_mmap_leaks(kib << 10, &valgrind)
+                valgrind_misses_mmap_leaks(kib << 10, &valgrind)
             }
-            Experiment::WatchLeak { leaks, mib } => {
-                see_a_leak::see_a_leak_from_outside(leaks, mib << 20)
-            }
-            Experiment::Orphan { kib } => orphan::orphan_outlives_its_creator(kib << 10),
-            Experiment::UnlinkEarly { kib } => unlink_early::unlink_early_leaves_nothing(kib << 10),
-            Experiment::DropTable => endings::which_endings_run_drop(),
-            Experiment::Signals => signals::flag_handler_cleans_on_main_path(),
-            Experiment::Zombie { exit_code } => zombie::zombie_until_reaped(exit_code),
-            Experiment::Order { mib } => order::what_each_call_frees(mib << 20),
+            Experiment::WatchLeak { leaks, mib } => watch_leak_from_outside(leaks, mib << 20),
+            Experiment::Orphan { kib } => orphan_outlives_its_creator(kib << 10),
+            Experiment::UnlinkEarly { kib } => unlink_early_leaves_nothing(kib << 10),
+            Experiment::DropTable => drop_table(),
+            Experiment::Signals => signals_clean_up_on_main_path(),
+            Experiment::Zombie { exit_code } => zombie_until_reaped(exit_code),
+            Experiment::Order { mib } => order_of_munmap_close_unlink(mib << 20),
         },
         |role: Role| match role {
-            Role::LeakProbe { bytes } => valgrind::leak_probe(bytes),
+            Role::LeakProbe { bytes } => leak_probe(bytes),
         },
     )
 }

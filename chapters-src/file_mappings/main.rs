@@ -10,8 +10,8 @@ mod memfd_creator;
 mod memfd_leaves_nothing;
 mod memfd_receiver;
 mod private_mapping_copies_on_write;
-mod read_sees_mapped_writes;
 mod scratch;
+mod shared_stores_seen_by_read;
 mod sigbus_past_end_of_file;
 
 use clap::{Args, Subcommand};
@@ -20,8 +20,8 @@ use major_faults_wait_for_the_disk::major_faults_wait_for_the_disk;
 use memfd_leaves_nothing::memfd_leaves_nothing;
 use memfd_receiver::memfd_receiver;
 use private_mapping_copies_on_write::private_mapping_copies_on_write;
-use read_sees_mapped_writes::{read_child, read_sees_mapped_writes};
 use scratch::Scratch;
+use shared_stores_seen_by_read::{read_child, shared_stores_seen_by_read};
 use sigbus_past_end_of_file::sigbus_past_end_of_file;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -93,7 +93,7 @@ fn main() -> ExitCode {
         |experiment: Experiment, files: &Files| {
             let scratch = || Scratch::choose(files.dir.as_deref());
             match experiment {
-                Experiment::Shared { pages } => read_sees_mapped_writes(&scratch()?, pages),
+                Experiment::Shared { pages } => shared_stores_seen_by_read(&scratch()?, pages),
                 Experiment::Dirty { pages } => dirty_until_written_back(&scratch()?, pages),
                 Experiment::Private { pages } => {
                     private_mapping_copies_on_write(&scratch()?, pages)

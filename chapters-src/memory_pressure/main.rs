@@ -2,25 +2,25 @@
 //! (file pages to their file, anonymous pages to swap), MADV_FREE vs MADV_DONTNEED, overcommit,
 //! the OOM killer contained in a cgroup, and mlock.
 
-mod anonymous_pages_need_swap;
 mod cgroup;
 mod child;
-mod file_pages_leave_and_come_back;
 mod free_keeps_data_dontneed_zeroes;
 mod memory;
 mod mlock_keeps_pages_in_ram;
 mod oom_killer_in_a_cgroup;
 mod overcommit_refuses_one_big_allocation;
-mod pss_splits_shared_pages;
+mod pageout_anon_needs_swap;
+mod pageout_file_pages_come_back;
+mod rss_counts_pss_splits_shared_pages;
 
-use anonymous_pages_need_swap::anonymous_pages_need_swap;
 use clap::Subcommand;
-use file_pages_leave_and_come_back::file_pages_leave_and_come_back;
 use free_keeps_data_dontneed_zeroes::free_keeps_data_dontneed_zeroes;
 use mlock_keeps_pages_in_ram::mlock_keeps_pages_in_ram;
 use oom_killer_in_a_cgroup::oom_killer_in_a_cgroup;
 use overcommit_refuses_one_big_allocation::overcommit_refuses_one_big_allocation;
-use pss_splits_shared_pages::pss_splits_shared_pages;
+use pageout_anon_needs_swap::pageout_anon_needs_swap;
+use pageout_file_pages_come_back::pageout_file_pages_come_back;
+use rss_counts_pss_splits_shared_pages::rss_counts_pss_splits_shared_pages;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use vmbook::chapter::pages_up_to;
@@ -85,9 +85,9 @@ enum Experiment {
 
 fn main() -> ExitCode {
     vmbook::chapter::main(|experiment: Experiment| match experiment {
-        Experiment::RssPss { pages } => pss_splits_shared_pages(pages),
-        Experiment::PageoutFile { pages, dir } => file_pages_leave_and_come_back(pages, dir),
-        Experiment::PageoutAnon { pages } => anonymous_pages_need_swap(pages),
+        Experiment::RssPss { pages } => rss_counts_pss_splits_shared_pages(pages),
+        Experiment::PageoutFile { pages, dir } => pageout_file_pages_come_back(pages, dir),
+        Experiment::PageoutAnon { pages } => pageout_anon_needs_swap(pages),
         Experiment::Free { pages } => free_keeps_data_dontneed_zeroes(pages),
         Experiment::Overcommit { pieces } => overcommit_refuses_one_big_allocation(pieces as u64),
         Experiment::Oom { max_mib } => oom_killer_in_a_cgroup(max_mib),

@@ -6,7 +6,7 @@ mod chart;
 mod chase;
 mod fault_report;
 mod guard_page;
-mod huge_pages_both_kinds;
+mod hugetlb_next_to_transparent;
 mod layout;
 mod no_execute;
 mod page_tables_take_memory;
@@ -14,16 +14,16 @@ mod pool_reservation;
 mod protection_faults;
 mod settings;
 mod tlb_reach;
-mod translation_taken_apart;
+mod walk_address_through_tables;
 
 use clap::Subcommand;
-use huge_pages_both_kinds::huge_pages_both_kinds;
+use hugetlb_next_to_transparent::hugetlb_next_to_transparent;
 use page_tables_take_memory::page_tables_take_memory;
 use protection_faults::protection_faults;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tlb_reach::tlb_reach;
-use translation_taken_apart::translation_taken_apart;
+use walk_address_through_tables::walk_address_through_tables;
 
 /// Chapter 3 of the book, "Page tables and the TLB": an address taken apart level by level, the
 /// memory page tables take (VmPTE), TLB reach with base and huge pages, SIGSEGV from the
@@ -65,7 +65,7 @@ enum Experiment {
 
 fn main() -> ExitCode {
     vmbook::chapter::main(|experiment: Experiment| match experiment {
-        Experiment::Walk => translation_taken_apart(),
+        Experiment::Walk => walk_address_through_tables(),
         Experiment::TableMemory { touches } => page_tables_take_memory(touches as usize),
         Experiment::Tlb {
             max_size,
@@ -73,6 +73,6 @@ fn main() -> ExitCode {
             out,
         } => tlb_reach(max_size, reads as usize, &out),
         Experiment::Protect => protection_faults(),
-        Experiment::Hugetlb { reserve } => huge_pages_both_kinds(reserve),
+        Experiment::Hugetlb { reserve } => hugetlb_next_to_transparent(reserve),
     })
 }

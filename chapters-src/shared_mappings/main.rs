@@ -2,14 +2,14 @@
 //! (seed 004, without its bugs), the frames behind them after both sides wrote, and the race hidden
 //! in seed 002.
 
-mod child_can_read_first;
-mod same_frame_after_writes;
-mod shared_vs_private;
+mod compare_shared_with_private;
+mod frames_stay_shared_after_writes;
+mod race_child_can_read_first;
 
-use child_can_read_first::{child_can_read_first, seed_002_child};
 use clap::Subcommand;
-use same_frame_after_writes::same_frame_after_writes;
-use shared_vs_private::shared_vs_private;
+use compare_shared_with_private::compare_shared_with_private;
+use frames_stay_shared_after_writes::frames_stay_shared_after_writes;
+use race_child_can_read_first::{race_child_can_read_first, seed_002_child};
 use std::process::ExitCode;
 
 /// Chapter 5 of the book, "Anonymous shared mappings": what a child's writes do to MAP_SHARED and
@@ -61,10 +61,10 @@ fn main() -> ExitCode {
     vmbook::chapter::main_with_roles(
         |experiment: Experiment| match experiment {
             Experiment::Compare { pages, text, stdin } => {
-                shared_vs_private(pages as usize, text, stdin)
+                compare_shared_with_private(pages as usize, text, stdin)
             }
-            Experiment::Frames { pages } => same_frame_after_writes(pages as usize),
-            Experiment::Race { runs, sleep_us } => child_can_read_first(runs, sleep_us),
+            Experiment::Frames { pages } => frames_stay_shared_after_writes(pages as usize),
+            Experiment::Race { runs, sleep_us } => race_child_can_read_first(runs, sleep_us),
         },
         |role: Role| match role {
             Role::Seed002 { nap_us } => seed_002_child(nap_us),

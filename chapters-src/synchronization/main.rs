@@ -4,15 +4,21 @@
 mod children;
 mod cost_of_waiting;
 mod lost_updates;
-mod pipeline;
-mod plain_flag;
+mod pipeline_fixed;
+mod plain_flag_is_not_enough;
 mod pthread;
 mod robust_mutex;
-mod semaphores;
+mod semaphores_fix_the_seeds;
 mod shared;
 mod timing;
 
 use clap::Subcommand;
+use cost_of_waiting::cost_of_waiting;
+use lost_updates::lost_updates;
+use pipeline_fixed::pipeline_fixed;
+use plain_flag_is_not_enough::plain_flag_is_not_enough;
+use robust_mutex::robust_mutex;
+use semaphores_fix_the_seeds::semaphores_fix_the_seeds;
 use std::process::ExitCode;
 
 /// Chapter 9 of the book, "Synchronization": races between processes that share memory, and fixes.
@@ -74,15 +80,11 @@ enum Experiment {
 
 fn main() -> ExitCode {
     vmbook::chapter::main(|experiment: Experiment| match experiment {
-        Experiment::LostUpdates { increments } => lost_updates::lost_updates(increments),
-        Experiment::Flag { timeout_ms } => plain_flag::plain_flag_is_not_enough(timeout_ms),
-        Experiment::Waiting { wait_ms, rounds } => {
-            cost_of_waiting::cost_of_waiting(wait_ms, rounds)
-        }
-        Experiment::Semaphores { runs, natural } => {
-            semaphores::semaphores_fix_the_seeds(runs, natural)
-        }
-        Experiment::Pipeline { lines, slots } => pipeline::pipeline_fixed(lines, slots),
-        Experiment::Robust { timeout_ms } => robust_mutex::robust_mutex(timeout_ms),
+        Experiment::LostUpdates { increments } => lost_updates(increments),
+        Experiment::Flag { timeout_ms } => plain_flag_is_not_enough(timeout_ms),
+        Experiment::Waiting { wait_ms, rounds } => cost_of_waiting(wait_ms, rounds),
+        Experiment::Semaphores { runs, natural } => semaphores_fix_the_seeds(runs, natural),
+        Experiment::Pipeline { lines, slots } => pipeline_fixed(lines, slots),
+        Experiment::Robust { timeout_ms } => robust_mutex(timeout_ms),
     })
 }

@@ -1,12 +1,16 @@
 //! Chapter 1, "Virtual memory": every address a program uses is virtual, private to its process,
 //! and backed by RAM only where it has been touched.
 
-mod aslr;
-mod fork;
-mod maps;
-mod reserve;
+mod aslr_layout_moves_every_run;
+mod fork_one_address_two_values;
+mod maps_where_things_live;
+mod reserve_more_than_ram;
 
+use aslr_layout_moves_every_run::{aslr_layout_moves_every_run, aslr_probe};
 use clap::Subcommand;
+use fork_one_address_two_values::fork_one_address_two_values;
+use maps_where_things_live::maps_where_things_live;
+use reserve_more_than_ram::reserve_more_than_ram;
 use std::process::ExitCode;
 
 /// Chapter 1 of the book, "Virtual memory": this process's own address space, one address holding
@@ -44,16 +48,16 @@ enum Role {
 fn main() -> ExitCode {
     vmbook::chapter::main_with_roles(
         |experiment: Experiment| match experiment {
-            Experiment::Maps => maps::where_things_live(),
-            Experiment::Fork => fork::one_address_two_values(),
+            Experiment::Maps => maps_where_things_live(),
+            Experiment::Fork => fork_one_address_two_values(),
             Experiment::Reserve {
                 reserve_gib,
                 touch_mib,
-            } => reserve::reserve_more_than_ram(reserve_gib, touch_mib),
-            Experiment::Aslr { runs } => aslr::layout_moves_every_run(runs),
+            } => reserve_more_than_ram(reserve_gib, touch_mib),
+            Experiment::Aslr { runs } => aslr_layout_moves_every_run(runs),
         },
         |role: Role| match role {
-            Role::AslrProbe => aslr::aslr_probe(),
+            Role::AslrProbe => aslr_probe(),
         },
     )
 }

@@ -16,7 +16,7 @@ use vmbook::shm::unique_name;
 use vmbook::{cleanup, finding, section};
 
 // ANCHOR: signals
-pub fn flag_handler_cleans_on_main_path() -> Result<()> {
+pub fn signals_clean_up_on_main_path() -> Result<()> {
     section("A signal handler that only sets a flag; the cleanup on the main path");
     let name = unique_name();
     let path = format!("/dev/shm{name}");

@@ -21,7 +21,7 @@ fn greeting_bytes(region: &Mapping) -> &[AtomicU8] {
     unsafe { std::slice::from_raw_parts(region.as_ptr() as *const AtomicU8, GREETING.len()) }
 }
 
-// ANCHOR: child_can_read_first
+// ANCHOR: race_child_can_read_first
 /// Seed 002's body: a fresh shared page, fork, the child reads at once, the parent writes.
 /// `pause` stands for anything that delays the parent between fork and its write.
 fn seed_002(pause: Duration) -> Result<usize> {
@@ -68,7 +68,7 @@ fn seed_002_in_a_new_process(nap: Duration) -> Result<usize> {
         ),
     }
 }
-// ANCHOR_END: child_can_read_first
+// ANCHOR_END: race_child_can_read_first
 
 /// `shared-mappings child seed-002`: one run of the seed in this fresh process; prints the outcome.
 pub fn seed_002_child(nap_us: u64) -> Result<()> {
@@ -77,7 +77,7 @@ pub fn seed_002_child(nap_us: u64) -> Result<()> {
     Ok(())
 }
 
-pub fn child_can_read_first(runs: u32, pause_us: u64) -> Result<()> {
+pub fn race_child_can_read_first(runs: u32, pause_us: u64) -> Result<()> {
     section("Seed 002, run many times: what did the child read?");
     let pause = Duration::from_micros(pause_us);
     let ways: [(String, &dyn Fn() -> Result<usize>); 4] = [

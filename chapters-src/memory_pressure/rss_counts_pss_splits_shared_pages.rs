@@ -72,13 +72,13 @@ fn mapped_by_others(frames: &HashMap<u64, u64>) -> Result<u64> {
     Ok(others)
 }
 
-pub fn pss_splits_shared_pages(pages: usize) -> Result<()> {
+pub fn rss_counts_pss_splits_shared_pages(pages: usize) -> Result<()> {
     let len = pages * page_size();
     section(&format!(
         "Parent and child share a {} MAP_SHARED region (and the C library)",
         bytes(len as u64)
     ));
-    // ANCHOR: pss_splits_shared_pages
+    // ANCHOR: rss_counts_pss_splits_shared_pages
     let mut region = Mapping::shared(len)?;
     fill(region.bytes_mut(), 1);
     let addr = region.addr();
@@ -95,7 +95,7 @@ pub fn pss_splits_shared_pages(pages: usize) -> Result<()> {
     }
     let counters = [rollup(me)?, rollup(them)?];
     let in_region = [smaps_of_pid(me, addr)?, smaps_of_pid(them, addr)?];
-    // ANCHOR_END: pss_splits_shared_pages
+    // ANCHOR_END: rss_counts_pss_splits_shared_pages
     // What the pair uses: its distinct frames, and how many of them other processes map too.
     let pair_frames = if visible {
         let mut all = HashMap::new();

@@ -53,20 +53,20 @@ fn legacy_layout() -> Result<Option<String>> {
     })
 }
 
-// ANCHOR: where_things_live
-pub fn where_things_live() -> Result<()> {
+// ANCHOR: maps_where_things_live
+pub fn maps_where_things_live() -> Result<()> {
     section("The address space of this process, from /proc/self/maps");
     let on_stack = 7u64;
     let on_heap = Box::new(7u64);
     let big = vec![7u8; 4 << 20]; // large blocks: malloc asks mmap for a mapping of their own
-    let code = where_things_live as fn() -> Result<()>;
+    let code = maps_where_things_live as fn() -> Result<()>;
     let wanted = [
         ("a local variable", &on_stack as *const u64 as u64, "stack"),
         ("a small Box", &*on_heap as *const u64 as u64, "heap"),
         ("a 4 MiB Vec", big.as_ptr() as u64, "anonymous mapping"),
         ("this function's code", code as usize as u64, "program code"),
     ];
-    // ANCHOR_END: where_things_live
+    // ANCHOR_END: maps_where_things_live
     let exe = vmbook::output::program_name();
     let rows = rows(&exe)?;
     println!(

@@ -19,7 +19,7 @@ pub fn vm_swap() -> Result<u64> {
     Ok(status.vmswap.unwrap_or(0) * 1024)
 }
 
-pub fn anonymous_pages_need_swap(pages: usize) -> Result<()> {
+pub fn pageout_anon_needs_swap(pages: usize) -> Result<()> {
     let len = pages * page_size();
     section(&format!(
         "{} of anonymous memory and MADV_PAGEOUT",
@@ -36,7 +36,7 @@ pub fn anonymous_pages_need_swap(pages: usize) -> Result<()> {
     ];
     let without_swap = "without swap, anonymous pages cannot leave RAM: after MADV_PAGEOUT \
                         every page is still resident, none swapped";
-    // ANCHOR: anonymous_pages_need_swap
+    // ANCHOR: pageout_anon_needs_swap
     let mut region = Region::new(len)?;
     fill(region.bytes_mut(), 5);
     let swap_before = vm_swap()?;
@@ -58,7 +58,7 @@ pub fn anonymous_pages_need_swap(pages: usize) -> Result<()> {
     let (changed, _) = check(region.bytes(), 5);
     let after = page_faults()?;
     let resident_back = resident_pages(region.as_ptr(), len)?;
-    // ANCHOR_END: anonymous_pages_need_swap
+    // ANCHOR_END: pageout_anon_needs_swap
 
     let page = page_size() as u64;
     let (minor, major) = (after.0 - before.0, after.1 - before.1);

@@ -1,6 +1,6 @@
 //! ASLR: fresh processes of this program, and where their stack, heap, mmap area and code land.
 
-use crate::maps::personality;
+use crate::maps_where_things_live::personality;
 use anyhow::{ensure, Context, Result};
 use std::process::Stdio;
 use vmbook::chapter::child_command;
@@ -26,8 +26,8 @@ pub fn aslr_probe() -> Result<()> {
 /// The flag `setarch -R` sets in the process personality (`personality(2)`).
 const ADDR_NO_RANDOMIZE: u32 = 0x0040000;
 
-// ANCHOR: layout_moves_every_run
-pub fn layout_moves_every_run(runs: u32) -> Result<()> {
+// ANCHOR: aslr_layout_moves_every_run
+pub fn aslr_layout_moves_every_run(runs: u32) -> Result<()> {
     section("Address space layout randomization (ASLR)");
     let setting = std::fs::read_to_string("/proc/sys/kernel/randomize_va_space")
         .context("read /proc/sys/kernel/randomize_va_space")?;
@@ -51,7 +51,7 @@ pub fn layout_moves_every_run(runs: u32) -> Result<()> {
                 .map_err(|_| anyhow::anyhow!("aslr-probe: bad output"))?,
         );
     }
-    // ANCHOR_END: layout_moves_every_run
+    // ANCHOR_END: aslr_layout_moves_every_run
     let meaning = match setting {
         0 => "off: every process gets the same layout",
         1 => "stack, mmap area and vdso randomized; heap (brk) not",

@@ -5,8 +5,8 @@ use nix::unistd::{pipe, read, write};
 use vmbook::process::{fork_child, wait_exit_code};
 use vmbook::{finding, section};
 
-// ANCHOR: one_address_two_values
-pub fn one_address_two_values() -> Result<()> {
+// ANCHOR: fork_one_address_two_values
+pub fn fork_one_address_two_values() -> Result<()> {
     section("One address, two processes");
     let mut value = Box::new(1u64);
     let addr = &*value as *const u64 as usize;
@@ -43,7 +43,7 @@ pub fn one_address_two_values() -> Result<()> {
     let child_value = u64::from_ne_bytes(report[8..].try_into()?);
     let parent_value = std::hint::black_box(*value); // ... is not seen here
     println!("parent: after the child exited, the value at {addr:#x} is {parent_value}");
-    // ANCHOR_END: one_address_two_values
+    // ANCHOR_END: fork_one_address_two_values
     finding(
         "after fork, one virtual address holds different values in parent and child",
         child_addr == addr && child_value == 2 && parent_value == 1,

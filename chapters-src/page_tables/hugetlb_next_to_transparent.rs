@@ -234,8 +234,8 @@ fn hugetlb_side(at_start: Pool, reserve: u32) -> Result<()> {
     Ok(())
 }
 
-// ANCHOR: huge_pages_both_kinds
-pub fn huge_pages_both_kinds(reserve: u32) -> Result<()> {
+// ANCHOR: hugetlb_next_to_transparent
+pub fn hugetlb_next_to_transparent(reserve: u32) -> Result<()> {
     section("Transparent huge pages, and hugetlbfs pages from the pool (MAP_HUGETLB)");
     let at_start = hugetlb_pool()?;
     println!("hugetlb pool at the start: {at_start}");
@@ -253,4 +253,4 @@ pub fn huge_pages_both_kinds(reserve: u32) -> Result<()> {
     );
     Ok(())
 }
-// ANCHOR_END: huge_pages_both_kinds
+// ANCHOR_END: hugetlb_next_to_transparent

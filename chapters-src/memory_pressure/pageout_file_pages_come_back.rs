@@ -95,7 +95,7 @@ fn file_on_disk(dir: Option<PathBuf>) -> Result<(File, i64), String> {
     Err(reasons.join("; "))
 }
 
-pub fn file_pages_leave_and_come_back(pages: usize, dir: Option<PathBuf>) -> Result<()> {
+pub fn pageout_file_pages_come_back(pages: usize, dir: Option<PathBuf>) -> Result<()> {
     let len = pages * page_size();
     section(&format!(
         "A clean file mapping of {}: MADV_PAGEOUT, then reading it again",
@@ -114,7 +114,7 @@ pub fn file_pages_leave_and_come_back(pages: usize, dir: Option<PathBuf>) -> Res
             return Ok(());
         }
     };
-    // ANCHOR: file_pages_leave_and_come_back
+    // ANCHOR: pageout_file_pages_come_back
     let mut contents = vec![0u8; len];
     fill(&mut contents, 3);
     // One page per write: the page cache then holds one small folio per page. (One big write
@@ -149,7 +149,7 @@ pub fn file_pages_leave_and_come_back(pages: usize, dir: Option<PathBuf>) -> Res
     let (changed, _) = check(mapping.bytes(), 3);
     let second = page_faults()?;
     let resident_back = resident_pages(start, len)?;
-    // ANCHOR_END: file_pages_leave_and_come_back
+    // ANCHOR_END: pageout_file_pages_come_back
 
     let page = page_size() as u64;
     println!(

@@ -19,8 +19,8 @@ fn vm_of(pid: Pid) -> Result<(u64, u64)> {
     ))
 }
 
-// ANCHOR: see_a_leak_from_outside
-pub fn see_a_leak_from_outside(leaks: u32, size: u64) -> Result<()> {
+// ANCHOR: watch_leak_from_outside
+pub fn watch_leak_from_outside(leaks: u32, size: u64) -> Result<()> {
     section("Watching a process leak mappings, from outside");
     let (go_r, go_w) = pipe().context("pipe")?;
     let (done_r, done_w) = pipe().context("pipe")?;
@@ -59,7 +59,7 @@ pub fn see_a_leak_from_outside(leaks: u32, size: u64) -> Result<()> {
         let (size, rss) = vm_of(child)?;
         println!("leak {n}:  VmSize {}, VmRSS {}", kb(size), kb(rss));
     }
-    // ANCHOR_END: see_a_leak_from_outside
+    // ANCHOR_END: watch_leak_from_outside
     vmbook::pause::here(
         "the child has leaked its mappings and waits (look at the child: ps --ppid PID)",
         &["ps -o pid,stat,cmd --ppid PID", "pmap -x $(pgrep -P PID)"],

@@ -41,8 +41,8 @@ fn hugetlb_sizes() -> Vec<u64> {
     sizes
 }
 
-// ANCHOR: translation_taken_apart
-pub fn translation_taken_apart() -> Result<()> {
+// ANCHOR: walk_address_through_tables
+pub fn walk_address_through_tables() -> Result<()> {
     section("One address of this process, taken apart");
     let layout = Layout::detect()?;
     let entries = layout.entries();
@@ -85,7 +85,7 @@ pub fn translation_taken_apart() -> Result<()> {
         layout.offset_bits - 1
     );
     let entry = page_entry(addr)?;
-    // ANCHOR_END: translation_taken_apart
+    // ANCHOR_END: walk_address_through_tables
     let sizes: Vec<String> = hugetlb_sizes()
         .into_iter()
         .map(

@@ -13,8 +13,8 @@ use vmbook::{finding, not_checked, section};
 
 const MESSAGE: &[u8] = b"written through the mapping";
 
-// ANCHOR: read_sees_mapped_writes
-pub fn read_sees_mapped_writes(scratch: &Scratch, pages: usize) -> Result<()> {
+// ANCHOR: shared_stores_seen_by_read
+pub fn shared_stores_seen_by_read(scratch: &Scratch, pages: usize) -> Result<()> {
     section("A file mapped MAP_SHARED: a store into memory, read(2) by another process");
     println!("{}", scratch.describe());
     let len = pages * page_size();
@@ -46,7 +46,7 @@ pub fn read_sees_mapped_writes(scratch: &Scratch, pages: usize) -> Result<()> {
         "the reading child failed: {}",
         output.status
     );
-    // ANCHOR_END: read_sees_mapped_writes
+    // ANCHOR_END: shared_stores_seen_by_read
     let report = String::from_utf8_lossy(&output.stdout).into_owned();
     let fields: HashMap<&str, &str> = report
         .lines()

@@ -13,8 +13,8 @@ use vmbook::{finding, kb, not_checked, section, Mapping};
 /// smaps bytes counted Shared and Private, for one mapping.
 type SharedPrivate = (u64, u64);
 
-// ANCHOR: same_frame_after_writes
-pub fn same_frame_after_writes(pages: usize) -> Result<()> {
+// ANCHOR: frames_stay_shared_after_writes
+pub fn frames_stay_shared_after_writes(pages: usize) -> Result<()> {
     section("Parent and child both write every page: which frames are behind them?");
     let page = page_size();
     let len = pages * page;
@@ -47,7 +47,7 @@ pub fn same_frame_after_writes(pages: usize) -> Result<()> {
                 same[i] += usize::from(mine.pfn.is_some() && mine.pfn == childs.pfn);
             }
         }
-        // ANCHOR_END: same_frame_after_writes
+        // ANCHOR_END: frames_stay_shared_after_writes
         vmbook::pause::here(
             "the child has written every page and waits; both map both regions",
             &[

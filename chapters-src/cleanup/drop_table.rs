@@ -14,7 +14,7 @@ use vmbook::process::{fork_child, wait_child};
 use vmbook::shm::unique_name;
 use vmbook::{cleanup, finding, section, Mapping};
 
-/// The ways a child ends in `which_endings_run_drop`.
+/// The ways a child ends in `drop_table`.
 #[derive(Clone, Copy, PartialEq)]
 enum Ending {
     Return,
@@ -74,7 +74,8 @@ fn end_child(ending: Ending, name: &str, dropped: &AtomicU8, ready: &OwnedFd) ->
 }
 // ANCHOR_END: ending_child
 
-pub fn which_endings_run_drop() -> Result<()> {
+/// `cleanup drop-table`: one row per ending; which endings run Drop.
+pub fn drop_table() -> Result<()> {
     section("Which endings run Drop, and what they leave in /dev/shm");
     let endings = [
         Ending::Return,

@@ -7,8 +7,8 @@ use vmbook::process::{fork_child, wait_exit_code};
 use vmbook::procinfo::page_size;
 use vmbook::{bytes, finding, section, Mapping};
 
-// ANCHOR: shared_vs_private
-pub fn shared_vs_private(pages: usize, text: String, from_stdin: bool) -> Result<()> {
+// ANCHOR: compare_shared_with_private
+pub fn compare_shared_with_private(pages: usize, text: String, from_stdin: bool) -> Result<()> {
     section("A child writes a string; what does the parent see?");
     let len = pages * page_size();
     let text = if from_stdin {
@@ -40,7 +40,7 @@ pub fn shared_vs_private(pages: usize, text: String, from_stdin: bool) -> Result
         })?;
         ensure!(wait_exit_code(child)? == 0, "the child failed");
         let after = &region.bytes()[..text.len()];
-        // ANCHOR_END: shared_vs_private
+        // ANCHOR_END: compare_shared_with_private
         let shown = String::from_utf8_lossy(after).replace('\0', "");
         let zeros = after.iter().filter(|&&b| b == 0).count();
         println!(

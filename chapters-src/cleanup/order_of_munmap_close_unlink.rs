@@ -109,7 +109,7 @@ fn unmap(ptr: *mut u8, size: usize) -> Result<()> {
 }
 
 // ANCHOR: order
-pub fn what_each_call_frees(size: u64) -> Result<()> {
+pub fn order_of_munmap_close_unlink(size: u64) -> Result<()> {
     section("What munmap, close and shm_unlink each free");
     let size = size as usize;
     println!(
