@@ -114,7 +114,7 @@ pub fn valgrind_misses_mmap_leaks(size: u64, valgrind: &str) -> Result<()> {
     let (parent_lost, child_lost) = (*parent_lost, *child_lost);
     println!("valgrind's LEAK SUMMARY for the parent (pid {parent}): {parent_line}");
     println!("valgrind's LEAK SUMMARY for the child  (pid {child}): {child_line}");
-    println!("valgrind's run took {} ms", took.as_millis());
+    println!("valgrind's run took {}", vmbook::measure::duration(took));
     finding(
         "valgrind reports the malloc'd block as definitely lost",
         parent_lost >= size,

@@ -8,6 +8,7 @@
 pub mod book;
 pub mod chapter;
 pub mod cleanup;
+pub mod clock;
 pub mod environment;
 pub mod fail;
 pub mod futex;

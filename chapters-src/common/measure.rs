@@ -1,7 +1,6 @@
 //! How the chapters count page faults and time work: touch every page, count the minor faults and
-//! the time a piece of work takes, print times in the unit that suits them, and judge a fault
-//! count against the number of pages. The pages and copy-on-write chapters (and the IPC appendix's
-//! times) share these, so that their numbers mean the same thing.
+//! the time a piece of work takes, and judge a fault count against the number of pages; and the
+//! one way every chapter prints a time ([`time`]), so that its numbers read the same everywhere.
 
 use crate::procinfo::{page_faults, page_size};
 use crate::Mapping;
@@ -51,18 +50,33 @@ pub fn one_per_page(faults: i64, pages: usize) -> bool {
     faults >= pages * 0.9 && faults <= pages * 1.1 + 8.0
 }
 
-/// A time in the unit that suits it: `850 ns`, `6.1 µs`, `2.3 ms`.
+/// A time in the unit that suits it (ns, µs, ms, s), to three significant figures: `850 ns`,
+/// `35.2 ns`, `6.12 µs`, `123 µs`, `2.34 ms`, `1.50 s`. Every chapter prints times this one way.
 pub fn time(ns: f64) -> String {
-    if ns < 1e3 {
-        format!("{ns:.0} ns")
-    } else if ns < 1e6 {
-        format!("{:.1} µs", ns / 1e3)
+    let units = [("ns", 1.0), ("µs", 1e3), ("ms", 1e6), ("s", 1e9)];
+    // The smallest unit in which the value, rounded to three figures, stays below 1000.
+    let (unit, scale) = units
+        .iter()
+        .copied()
+        .find(|&(_, scale)| ns / scale < 999.5)
+        .unwrap_or(units[units.len() - 1]);
+    let value = ns / scale;
+    let decimals = if value < 9.995 {
+        2
+    } else if value < 99.95 {
+        1
     } else {
-        format!("{:.1} ms", ns / 1e6)
-    }
+        0
+    };
+    format!("{value:.decimals$} {unit}")
 }
 
-/// A time per item (`per(elapsed, 1)` for the whole time), in the unit that suits it.
+/// A duration, as [`time`] prints it.
+pub fn duration(elapsed: Duration) -> String {
+    time(elapsed.as_nanos() as f64)
+}
+
+/// A time per item (`per(elapsed, 1)` for the whole time), as [`time`] prints it.
 pub fn per(elapsed: Duration, items: usize) -> String {
     time(elapsed.as_nanos() as f64 / items.max(1) as f64)
 }
@@ -74,10 +88,17 @@ mod tests {
     #[test]
     fn times_take_the_unit_that_suits_them() {
         assert_eq!(time(850.4), "850 ns");
-        assert_eq!(time(6_120.0), "6.1 µs");
-        assert_eq!(time(2_340_000.0), "2.3 ms");
-        assert_eq!(per(Duration::from_micros(3), 3), "1.0 µs");
-        assert_eq!(per(Duration::from_nanos(10), 0), "10 ns");
+        assert_eq!(time(35.24), "35.2 ns");
+        assert_eq!(time(6_120.0), "6.12 µs");
+        assert_eq!(time(123_400.0), "123 µs");
+        assert_eq!(time(2_340_000.0), "2.34 ms");
+        assert_eq!(time(1.5e9), "1.50 s");
+        assert_eq!(time(7.2e12), "7200 s");
+        // Rounding never prints 1000 of a unit: it moves to the next.
+        assert_eq!(time(999.7), "1.00 µs");
+        assert_eq!(duration(Duration::from_millis(12)), "12.0 ms");
+        assert_eq!(per(Duration::from_micros(3), 3), "1.00 µs");
+        assert_eq!(per(Duration::from_nanos(10), 0), "10.0 ns");
     }
 
     #[test]

@@ -229,22 +229,14 @@ pub struct LineSlot {
     len: AtomicU32,
     /// The line's number in the input, from 1.
     line_no: AtomicU64,
-    /// When the writer published the line ([`monotonic_ns`]): the reader times the hand-off with
-    /// its own clock reading the moment it sees the line, where the hand-off happens.
+    /// When the writer published the line ([`crate::clock::monotonic_ns`]): the reader times the
+    /// hand-off with its own clock reading the moment it sees the line, where the hand-off happens.
     pub published_ns: AtomicU64,
     text: [AtomicU8; SLOT_CAPACITY],
 }
 // ANCHOR_END: slot
 
 const _: () = assert!(std::mem::size_of::<LineSlot>() == 4096);
-
-/// CLOCK_MONOTONIC in nanoseconds: one clock for every process on the machine, so a time taken
-/// in one process can be subtracted from a time taken in another.
-pub fn monotonic_ns() -> u64 {
-    use nix::time::{clock_gettime, ClockId};
-    let t = clock_gettime(ClockId::CLOCK_MONOTONIC).expect("CLOCK_MONOTONIC exists on Linux");
-    t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
-}
 
 /// seed 001's protocol values for [`LineSlot::state`].
 pub const EMPTY: u32 = 0;

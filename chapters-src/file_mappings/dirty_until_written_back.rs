@@ -33,7 +33,7 @@ fn vm_seconds(name: &str) -> String {
     std::fs::read_to_string(format!("/proc/sys/vm/{name}"))
         .ok()
         .and_then(|s| s.trim().parse::<f64>().ok())
-        .map_or("unknown".into(), |cs| format!("{:.1} s", cs / 100.0))
+        .map_or("unknown".into(), |cs| vmbook::measure::time(cs * 1e7))
 }
 
 pub fn dirty_until_written_back(scratch: &Scratch, pages: usize) -> Result<()> {

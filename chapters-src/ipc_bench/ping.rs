@@ -103,10 +103,7 @@ fn slot(map: &Mapping, line: usize) -> &AtomicU64 {
 }
 
 fn deadline() -> Result<libc::timespec> {
-    let now =
-        nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME).context("clock_gettime")?;
-    let t = now + nix::sys::time::TimeSpec::from(STALL);
-    Ok(*t.as_ref())
+    Ok(*vmbook::clock::realtime_deadline(STALL).as_ref())
 }
 
 impl Side {

@@ -9,8 +9,6 @@ use nix::mqueue::{mq_open, mq_send, mq_timedreceive, mq_unlink, MQ_OFlag, MqAttr
 use nix::sys::mman::MapFlags;
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::sys::stat::Mode;
-use nix::sys::time::TimeSpec;
-use nix::time::{clock_gettime, ClockId};
 use nix::unistd::{pipe, read, write};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::rc::Rc;
@@ -107,8 +105,7 @@ pub fn with_queue<T>(fd: &OwnedFd, f: impl FnOnce(&MqdT) -> T) -> T {
 
 /// mq_timedreceive with a deadline [`STALL`] from now.
 pub fn receive(fd: &OwnedFd, buf: &mut [u8]) -> Result<usize> {
-    let now = clock_gettime(ClockId::CLOCK_REALTIME).context("clock_gettime")?;
-    let deadline = now + TimeSpec::from(STALL);
+    let deadline = vmbook::clock::realtime_deadline(STALL);
     with_queue(fd, |q| mq_timedreceive(q, buf, &mut 0, &deadline)).context("mq_timedreceive")
 }
 

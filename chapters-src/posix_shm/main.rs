@@ -11,7 +11,6 @@ mod numbers_pipeline;
 mod object_lives_in_dev_shm;
 mod offsets_survive_pointers_break;
 mod pipeline_child;
-mod timing;
 
 use anyhow::Result;
 use bad_input_demo::bad_input_demo;

@@ -2,7 +2,6 @@
 //! memory to an exec'd child, with seed 001's 0/1/2 flag and usleep polling.
 
 use crate::children::spawn_self;
-use crate::timing::fmt_time;
 use anyhow::{bail, ensure, Context, Result};
 use std::io::{BufRead, BufReader};
 use std::os::fd::AsRawFd;
@@ -12,6 +11,7 @@ use std::process::{Child, ExitCode};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use vmbook::measure::cpu_time;
+use vmbook::measure::duration;
 use vmbook::numbers::{self, LineSlot, DONE, READY, SLOT_CAPACITY};
 use vmbook::{cleanup, finding, section, ShmObject};
 
@@ -147,7 +147,7 @@ pub fn numbers_pipeline(
         // moment stamped here to the moment its own look sees the 1.
         slot.put(sent + 1, &text, full_len);
         slot.published_ns
-            .store(numbers::monotonic_ns(), Ordering::Relaxed);
+            .store(vmbook::clock::monotonic_ns(), Ordering::Relaxed);
         slot.state.store(READY, Ordering::Release);
         sent += 1;
         wait_while_ready(slot, &mut child, poll, sent)?;
@@ -172,8 +172,8 @@ pub fn numbers_pipeline(
         println!(
             "parent: sent {sent} line{}; CPU time {} in {} of wall time",
             if sent == 1 { "" } else { "s" },
-            fmt_time(cpu),
-            fmt_time(wall)
+            duration(cpu),
+            duration(wall)
         );
         finding(
             "every line came back in the output file, in order",

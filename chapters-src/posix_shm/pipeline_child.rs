@@ -1,14 +1,15 @@
 //! Seed 001's pipeline, child side: take each line from the slot, sum it, write the output file.
 
-use crate::timing::fmt_time;
 use anyhow::{bail, Context, Result};
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+use vmbook::clock::monotonic_ns;
 use vmbook::measure::cpu_time;
-use vmbook::numbers::{self, monotonic_ns, LineSlot, DONE, EMPTY, READY};
+use vmbook::measure::duration;
+use vmbook::numbers::{self, LineSlot, DONE, EMPTY, READY};
 use vmbook::{finding, ShmObject};
 
 fn plural(n: usize) -> String {
@@ -86,10 +87,10 @@ pub fn pipeline_child(
     println!(
         "child:  took {lines} lines ({bad} bad); looked at the flag once every {}, \
          and found nothing new in {}% of its looks; CPU time {} in {} of wall time",
-        fmt_time(ran.div_f64(looks as f64)),
+        duration(ran.div_f64(looks as f64)),
         (polls * 100 + looks / 2) / looks,
-        fmt_time(cpu),
-        fmt_time(ran)
+        duration(cpu),
+        duration(ran)
     );
     if !waits.is_empty() {
         report_waits(waits, shortest_sleep, polls, poll_us, cpu, ran);
@@ -112,8 +113,8 @@ fn report_waits(
     println!(
         "child:  each line waited in the slot until the child looked: median {}, longest {} \
          (the first line may also wait for the child to start)",
-        fmt_time(Duration::from_nanos(median)),
-        fmt_time(Duration::from_nanos(longest))
+        duration(Duration::from_nanos(median)),
+        duration(Duration::from_nanos(longest))
     );
     let poll = Duration::from_micros(poll_us);
     if sleeps == 0 {
@@ -127,14 +128,14 @@ fn report_waits(
             shortest_sleep >= poll,
             format!(
                 "the shortest of its sleeps took {} for a {} poll",
-                fmt_time(shortest_sleep),
-                fmt_time(poll)
+                duration(shortest_sleep),
+                duration(poll)
             ),
         );
     }
     finding(
         "the polling child spends most of its time asleep, not on the CPU",
         cpu * 4 < ran,
-        format!("CPU time {} in {}", fmt_time(cpu), fmt_time(ran)),
+        format!("CPU time {} in {}", duration(cpu), duration(ran)),
     );
 }

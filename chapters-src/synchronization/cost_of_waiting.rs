@@ -2,10 +2,12 @@
 
 use crate::children::{fork_guarded, until_set};
 use crate::shared::Shared;
-use crate::timing::{cpu_ns, median, now_ns, ratio, time};
+use crate::timing::{cpu_ns, median, ratio};
 use anyhow::{ensure, Result};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use vmbook::clock::monotonic_ns;
+use vmbook::measure::time;
 use vmbook::process::wait_exit_code;
 use vmbook::{finding, futex, section};
 
@@ -66,12 +68,12 @@ fn one_wait(how: Waiter, wait: Duration) -> Result<(u64, u64, u64)> {
         // Take the copy-on-write faults of a fresh child (its stack) before measuring.
         std::hint::black_box([1u8; 16 << 10]);
         let cpu0 = cpu_ns();
-        let t0 = now_ns();
+        let t0 = monotonic_ns();
         page.waiting.store(1, Ordering::Release);
         if !wait_for(&page.flag, how, limit) {
             return 1;
         }
-        let seen = now_ns();
+        let seen = monotonic_ns();
         page.seen_at.store(seen, Ordering::Relaxed);
         page.waited_ns.store(seen - t0, Ordering::Relaxed);
         page.cpu_ns.store(cpu_ns() - cpu0, Ordering::Release);
@@ -79,7 +81,7 @@ fn one_wait(how: Waiter, wait: Duration) -> Result<(u64, u64, u64)> {
     })?;
     until_set(&page.waiting, child)?;
     std::thread::sleep(wait);
-    page.set_at.store(now_ns(), Ordering::Relaxed);
+    page.set_at.store(monotonic_ns(), Ordering::Relaxed);
     set_flag(&page.flag, how);
     ensure!(wait_exit_code(child)? == 0, "the waiting child gave up");
     let latency = page

@@ -3,7 +3,7 @@
 use crate::children::fork_guarded;
 use crate::pthread::init_mutex;
 use crate::shared::Shared;
-use crate::timing::{now_ns, percent, ratio, time};
+use crate::timing::{percent, ratio};
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
@@ -11,6 +11,8 @@ use nix::unistd::Pid;
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use vmbook::clock::monotonic_ns;
+use vmbook::measure::time;
 use vmbook::{cleanup, finding, section};
 
 // ANCHOR: counter_page
@@ -80,9 +82,9 @@ fn race_two_children(how: Increment, n: u64) -> Result<(u64, u64, f64)> {
             while page.go.load(Ordering::Acquire) == 0 {
                 std::hint::spin_loop();
             }
-            let start = now_ns();
+            let start = monotonic_ns();
             increment_while_the_other_does(page, how, n, me);
-            page.loop_ns[me].store(now_ns() - start, Ordering::Release);
+            page.loop_ns[me].store(monotonic_ns() - start, Ordering::Release);
             0
         })?);
     }

@@ -1,13 +1,15 @@
 //! Seed 001's numbers pipeline, fixed: the 0/1/2 usleep handshake against a futex ring of slots.
 
 use crate::children::{exited, fork_guarded};
-use crate::timing::{cpu_ns, median, now_ns, ratio, time};
+use crate::timing::{cpu_ns, median, ratio};
 use anyhow::{bail, ensure, Context, Result};
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 use std::io::Write;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use vmbook::clock::monotonic_ns;
+use vmbook::measure::time;
 use vmbook::numbers::{sum_slot_line, LineSlot, DONE, EMPTY, READY};
 use vmbook::process::wait_child;
 use vmbook::{cleanup, finding, futex, section, ShmObject};
@@ -93,7 +95,7 @@ fn send_lines(
 ) -> Result<()> {
     for i in 1..=lines {
         let line = input_line(i);
-        let ready_at = now_ns(); // the line is ready; its latency starts now
+        let ready_at = monotonic_ns(); // the line is ready; its latency starts now
         let slot = slots[(i as usize - 1) % slots.len()];
         wait_until(&slot.state, futex_wait, Some(child), |s| s == EMPTY)?;
         slot.put(i, line.as_bytes(), line.len());
@@ -128,7 +130,7 @@ fn sum_lines(
         }
         let (line_no, len) = slot.take(&mut text);
         latencies.push(
-            now_ns().saturating_sub(header.ready_at[i % slots.len()].load(Ordering::Relaxed)),
+            monotonic_ns().saturating_sub(header.ready_at[i % slots.len()].load(Ordering::Relaxed)),
         );
         slot.state.store(EMPTY, Ordering::Release); // the slot is free again ...
         if futex_wait {
@@ -153,7 +155,7 @@ fn run_pipeline(lines: u64, slots: usize, futex_wait: bool) -> Result<(Vec<u8>, 
         "the pipeline's shared-memory object exists; the child is not forked yet",
         &["ls -l /dev/shm", "grep vmbook /proc/PID/maps"],
     );
-    let start = (now_ns(), cpu_ns());
+    let start = (monotonic_ns(), cpu_ns());
     let child = fork_guarded(|| {
         let cpu0 = cpu_ns();
         let run = || -> Result<Vec<u64>> {
@@ -175,7 +177,7 @@ fn run_pipeline(lines: u64, slots: usize, futex_wait: bool) -> Result<(Vec<u8>, 
     })?;
     let sent = send_lines(&ring, header, lines, futex_wait, child);
     let ended = wait_child(child);
-    let (wall, parent_cpu) = (now_ns() - start.0, cpu_ns() - start.1);
+    let (wall, parent_cpu) = (monotonic_ns() - start.0, cpu_ns() - start.1);
     let results = std::fs::read(&path).with_context(|| format!("read {}", path.display()));
     let _ = std::fs::remove_file(&path);
     cleanup::untrack_path(slot);

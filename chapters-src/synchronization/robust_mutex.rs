@@ -3,7 +3,6 @@
 use crate::children::fork_guarded;
 use crate::pthread::{check, init_mutex};
 use crate::shared::Shared;
-use crate::timing::{deadline, time};
 use anyhow::{ensure, Context, Result};
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
@@ -11,6 +10,8 @@ use nix::sys::wait::WaitStatus;
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use vmbook::clock::realtime_deadline;
+use vmbook::measure::time;
 use vmbook::process::wait_child;
 use vmbook::{finding, section};
 
@@ -53,9 +54,9 @@ fn owner_dies_holding(robust: bool) -> Result<Shared<Account>> {
 // ANCHOR_END: owner_dies
 
 fn timed_lock(mutex: *mut libc::pthread_mutex_t, timeout: Duration) -> libc::c_int {
-    let until = deadline(timeout);
+    let until = realtime_deadline(timeout);
     // SAFETY: mutex points to an initialized mutex in a live mapping.
-    unsafe { libc::pthread_mutex_timedlock(mutex, &until) }
+    unsafe { libc::pthread_mutex_timedlock(mutex, until.as_ref()) }
 }
 
 fn errno_name(rc: libc::c_int) -> String {

@@ -2,13 +2,14 @@
 
 use crate::children::fork_guarded;
 use crate::shared::Shared;
-use crate::timing::{deadline, percent};
+use crate::timing::percent;
 use anyhow::{ensure, Context, Result};
 use nix::errno::Errno;
 use std::cell::UnsafeCell;
 use std::ffi::CString;
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
+use vmbook::clock::realtime_deadline;
 use vmbook::process::wait_exit_code;
 use vmbook::{cleanup, finding, section};
 
@@ -79,10 +80,10 @@ impl Drop for NamedSemaphore {
 
 /// sem_wait with a time limit, so that a dead partner cannot hang us.
 fn sem_wait_for(sem: *mut libc::sem_t, timeout: Duration) -> Result<()> {
-    let until = deadline(timeout);
+    let until = realtime_deadline(timeout);
     loop {
         // SAFETY: sem points to an initialized semaphore (sem_open, or sem_init in a live mapping).
-        if unsafe { libc::sem_timedwait(sem, &until) } == 0 {
+        if unsafe { libc::sem_timedwait(sem, until.as_ref()) } == 0 {
             return Ok(());
         }
         match Errno::last() {

@@ -1,32 +1,10 @@
-//! Clocks that every process reads alike, and how the experiments print what they measured.
-
-use nix::time::{clock_gettime, ClockId};
-use std::time::Duration;
-
-/// CLOCK_MONOTONIC in nanoseconds: the same clock in every process, so a timestamp taken in one
-/// process can be compared with one taken in another.
-pub fn now_ns() -> u64 {
-    let t = clock_gettime(ClockId::CLOCK_MONOTONIC).expect("CLOCK_MONOTONIC exists on Linux");
-    t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
-}
+//! How the chapter's experiments summarize what they measured (times: `vmbook::measure::time`;
+//! clocks: `vmbook::clock`).
 
 /// CPU time (user + system) this process has used so far, in nanoseconds (the library's cpu_time).
 pub fn cpu_ns() -> u64 {
     let cpu = vmbook::measure::cpu_time().expect("getrusage(RUSAGE_SELF) cannot fail");
     cpu.as_nanos() as u64
-}
-
-/// A time in the unit that suits it: `850 ns`, `12.3 µs`, `4.56 ms`.
-pub fn time(ns: f64) -> String {
-    if ns < 1e3 {
-        format!("{ns:.1} ns")
-    } else if ns < 1e6 {
-        format!("{:.1} µs", ns / 1e3)
-    } else if ns < 1e9 {
-        format!("{:.2} ms", ns / 1e6)
-    } else {
-        format!("{:.2} s", ns / 1e9)
-    }
 }
 
 pub fn ratio(a: f64, b: f64) -> String {
@@ -56,15 +34,4 @@ pub fn percent(part: u64, whole: u64) -> String {
 pub fn median(mut v: Vec<u64>) -> u64 {
     v.sort_unstable();
     v[v.len() / 2]
-}
-
-/// An absolute CLOCK_REALTIME deadline `d` from now, as sem_timedwait and pthread_mutex_timedlock
-/// want it.
-pub fn deadline(d: Duration) -> libc::timespec {
-    let now = clock_gettime(ClockId::CLOCK_REALTIME).expect("CLOCK_REALTIME exists on Linux");
-    let ns = now.tv_nsec() as u64 + d.subsec_nanos() as u64;
-    libc::timespec {
-        tv_sec: now.tv_sec() + d.as_secs() as libc::time_t + (ns / 1_000_000_000) as libc::time_t,
-        tv_nsec: (ns % 1_000_000_000) as libc::c_long,
-    }
 }
