@@ -103,8 +103,14 @@ fn print_refs(step: &str, r: &Refs, freed: Option<u64>) {
     );
 }
 
-fn unmap(ptr: *mut u8, size: usize) -> Result<()> {
-    // SAFETY: ptr/size are exactly what mmap returned, and nothing borrows the memory any more.
+/// munmap, its error as a `Result`.
+///
+/// # Safety
+///
+/// `ptr` and `size` are exactly what mmap returned, not unmapped yet, and nothing uses the memory
+/// any more.
+unsafe fn unmap(ptr: *mut u8, size: usize) -> Result<()> {
+    // SAFETY: as the caller promises.
     unsafe { munmap(std::ptr::NonNull::new(ptr.cast()).context("null")?, size) }.context("munmap")
 }
 
@@ -141,7 +147,8 @@ pub fn order_of_munmap_close_unlink(size: u64) -> Result<()> {
             None,
         );
         if !early {
-            unmap(ptr, size)?;
+            // SAFETY: the mapping create_and_map made; from here on only its address is used.
+            unsafe { unmap(ptr, size) }?;
             print_refs("munmap", &refs(&name, Some(&fd), None)?, None);
             drop(fd); // close(2)
             let r = refs(&name, None, None)?;
@@ -161,7 +168,8 @@ pub fn order_of_munmap_close_unlink(size: u64) -> Result<()> {
             let r = refs(&name, None, Some(ptr as usize))?;
             held_by_mapping_alone = r.held.unwrap_or(0);
             print_refs("close", &r, None);
-            let (fell, exact) = shmem_drop(|| unmap(ptr, size))?;
+            // SAFETY: as above.
+            let (fell, exact) = shmem_drop(|| unsafe { unmap(ptr, size) })?;
             freed_at_last_step.push(("munmap", fell, exact));
             print_refs("munmap", &refs(&name, None, None)?, Some(fell));
         }

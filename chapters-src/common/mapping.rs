@@ -1,7 +1,7 @@
 //! An anonymous memory mapping that unmaps itself when dropped.
 
 use anyhow::{Context, Result};
-use nix::sys::mman::{mmap_anonymous, munmap, MapFlags, ProtFlags};
+use nix::sys::mman::{madvise, mmap_anonymous, munmap, MapFlags, MmapAdvise, ProtFlags};
 use std::num::NonZeroUsize;
 use std::ptr::NonNull;
 
@@ -41,6 +41,16 @@ impl Mapping {
     /// A shared anonymous mapping: after `fork`, parent and child see the same pages.
     pub fn shared(len: usize) -> Result<Self> {
         Self::anonymous(len, MapFlags::MAP_SHARED, "MAP_SHARED|MAP_ANONYMOUS")
+    }
+
+    /// Keeps the whole mapping on base pages (madvise MADV_NOHUGEPAGE), so that an experiment
+    /// counts one fault, one frame, one table entry per base page even where transparent huge
+    /// pages are `always` on. The one place the chapters give this advice.
+    pub fn base_pages_only(&self) -> Result<()> {
+        // SAFETY: advice about exactly this mapping, which we own; MADV_NOHUGEPAGE changes no
+        // contents, only how the kernel may back the range later.
+        unsafe { madvise(self.ptr.cast(), self.len, MmapAdvise::MADV_NOHUGEPAGE) }
+            .context("madvise(MADV_NOHUGEPAGE)")
     }
 
     pub fn as_ptr(&self) -> *mut u8 {

@@ -1,8 +1,6 @@
 //! The private region the experiments fork with, and what smaps say about its dirty pages.
 
-use anyhow::{Context, Result};
-use nix::sys::mman::{madvise, MmapAdvise};
-use std::ptr::NonNull;
+use anyhow::Result;
 use vmbook::procinfo::smaps_of;
 use vmbook::Mapping;
 
@@ -10,10 +8,7 @@ use vmbook::Mapping;
 /// experiment counts base pages even where transparent huge pages are `always` on.
 pub fn base_page_region(len: usize) -> Result<Mapping> {
     let region = Mapping::private(len)?;
-    let start = NonNull::new(region.as_ptr().cast()).context("mmap returned null")?;
-    // SAFETY: advice about a mapping we own; MADV_NOHUGEPAGE changes no contents.
-    unsafe { madvise(start, len, MmapAdvise::MADV_NOHUGEPAGE) }
-        .context("madvise(MADV_NOHUGEPAGE)")?;
+    region.base_pages_only()?;
     Ok(region)
 }
 

@@ -29,12 +29,15 @@ pub fn free_keeps_data_dontneed_zeroes(pages: usize) -> Result<()> {
     let mut dropped = Region::new(len)?;
     fill(freed.bytes_mut(), 7);
     fill(dropped.bytes_mut(), 9);
-    if let Err(Errno::EINVAL) = advise(freed.as_ptr(), len, MmapAdvise::MADV_FREE) {
+    // SAFETY (both): regions of our own; reading them again is the experiment, which expects old
+    // contents or zeros and checks which.
+    if let Err(Errno::EINVAL) = unsafe { advise(freed.as_ptr(), len, MmapAdvise::MADV_FREE) } {
         let why = "madvise(MADV_FREE): EINVAL: this kernel lacks it (Linux 4.5+)";
         claims.iter().for_each(|claim| not_checked(claim, why));
         return Ok(());
     }
-    advise(dropped.as_ptr(), len, MmapAdvise::MADV_DONTNEED).context("madvise(MADV_DONTNEED)")?;
+    unsafe { advise(dropped.as_ptr(), len, MmapAdvise::MADV_DONTNEED) }
+        .context("madvise(MADV_DONTNEED)")?;
     let rss_freed = smaps_counter(freed.addr(), "Rss")?;
     let lazy = smaps_counter(freed.addr(), "LazyFree")?;
     let rss_dropped = smaps_counter(dropped.addr(), "Rss")?;
@@ -72,7 +75,8 @@ pub fn free_keeps_data_dontneed_zeroes(pages: usize) -> Result<()> {
     // ANCHOR: free_under_reclaim
     // Write into the first page again, then make reclaim look at the region now.
     freed.bytes_mut()[..page].fill(0x5a);
-    if let Err(Errno::EINVAL) = advise(freed.as_ptr(), len, MmapAdvise::MADV_PAGEOUT) {
+    // SAFETY: a region of our own; MADV_PAGEOUT keeps the contents.
+    if let Err(Errno::EINVAL) = unsafe { advise(freed.as_ptr(), len, MmapAdvise::MADV_PAGEOUT) } {
         let why = "madvise(MADV_PAGEOUT): EINVAL: this kernel lacks it (Linux 5.4+)";
         claims[2..].iter().for_each(|claim| not_checked(claim, why));
         return Ok(());

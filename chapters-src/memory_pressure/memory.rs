@@ -9,20 +9,19 @@ use std::ptr::NonNull;
 use vmbook::procinfo::{page_size, smaps_of};
 use vmbook::Mapping;
 
-/// Gives the kernel `advice` about `len` bytes at `start`, part of a mapping this program owns.
-/// Returns the errno, so that a caller can tell "not supported here" (EINVAL) from a failure.
-pub fn advise(start: *mut u8, len: usize, advice: MmapAdvise) -> Result<(), Errno> {
+/// Gives the kernel `advice` about `len` bytes at `start`. Returns the errno, so that a caller can
+/// tell "not supported here" (EINVAL) from a failure.
+///
+/// # Safety
+///
+/// `start` is page-aligned and `start..start + len` lies inside a mapping this program owns. Advice
+/// that keeps the contents (MADV_PAGEOUT) needs nothing more; after advice that may discard them
+/// (MADV_FREE, MADV_DONTNEED on private anonymous memory), nothing may rely on the old contents:
+/// the pages may read as zeros.
+pub unsafe fn advise(start: *mut u8, len: usize, advice: MmapAdvise) -> Result<(), Errno> {
     let start = NonNull::new(start.cast()).ok_or(Errno::EINVAL)?;
-    // SAFETY: the range lies inside a mapping this program owns. The advice used in this chapter
-    // either keeps the contents (PAGEOUT, NOHUGEPAGE) or is FREE/DONTNEED, after which the
-    // experiment expects (and checks) that the old contents may be gone.
+    // SAFETY: the caller's promise above.
     unsafe { madvise(start, len, advice) }
-}
-
-/// Keeps `region` on base pages, so that counts are per page on any THP setting.
-pub fn base_pages_only(region: &Mapping) -> Result<()> {
-    advise(region.as_ptr(), region.len(), MmapAdvise::MADV_NOHUGEPAGE)
-        .context("madvise(MADV_NOHUGEPAGE)")
 }
 
 /// A private anonymous region on base pages, followed by one inaccessible guard page. The guard
@@ -36,12 +35,13 @@ pub struct Region {
 impl Region {
     pub fn new(len: usize) -> Result<Region> {
         let map = Mapping::private(len + page_size())?;
+        // Base pages for the region (and the guard, which holds none), so that counts are per
+        // page on any THP setting.
+        map.base_pages_only()?;
         let guard = NonNull::new(map.as_ptr().wrapping_add(len).cast()).context("null mapping")?;
         // SAFETY: the last page of a mapping we own, never handed out as bytes.
         unsafe { mprotect(guard, page_size(), ProtFlags::PROT_NONE) }
             .context("mprotect(guard page, PROT_NONE)")?;
-        advise(map.as_ptr(), len, MmapAdvise::MADV_NOHUGEPAGE)
-            .context("madvise(MADV_NOHUGEPAGE)")?;
         Ok(Region { map, len })
     }
 

@@ -76,8 +76,9 @@ pub fn mlock_keeps_pages_in_ram(pages: usize) -> Result<()> {
         return rlimit_memlock_bounds_locking();
     }
     let counted = smaps_counter(locked.addr(), "Locked")?;
-    let refused = advise(locked.as_ptr(), len, MmapAdvise::MADV_PAGEOUT);
-    let unlocked_out = advise(unlocked.as_ptr(), len, MmapAdvise::MADV_PAGEOUT);
+    // SAFETY: two regions of our own; MADV_PAGEOUT keeps the contents.
+    let refused = unsafe { advise(locked.as_ptr(), len, MmapAdvise::MADV_PAGEOUT) };
+    let unlocked_out = unsafe { advise(unlocked.as_ptr(), len, MmapAdvise::MADV_PAGEOUT) };
     let resident_locked = resident_pages(locked.as_ptr(), len)?;
     let resident_unlocked = resident_pages(unlocked.as_ptr(), len)?;
     let swapped_unlocked = swapped_pages(unlocked.as_ptr(), len)?;

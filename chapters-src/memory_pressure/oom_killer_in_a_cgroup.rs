@@ -3,7 +3,7 @@
 
 use crate::cgroup::{memory_cgroup_here, ChildCgroup};
 use crate::child::fork_waiting;
-use crate::memory::{base_pages_only, SwapAreas};
+use crate::memory::SwapAreas;
 use anyhow::{Context, Result};
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
@@ -104,7 +104,7 @@ pub fn oom_killer_in_a_cgroup(max_mib: u64) -> Result<()> {
             let Ok(mut region) = Mapping::private(4 * max as usize) else {
                 return 3;
             };
-            let _ = base_pages_only(&region);
+            let _ = region.base_pages_only();
             for (i, page) in region.bytes_mut().chunks_mut(page_size()).enumerate() {
                 page[0] = 1;
                 touched.store(i as u64 + 1, Ordering::Relaxed);

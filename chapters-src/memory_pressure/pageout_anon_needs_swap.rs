@@ -40,7 +40,8 @@ pub fn pageout_anon_needs_swap(pages: usize) -> Result<()> {
     let mut region = Region::new(len)?;
     fill(region.bytes_mut(), 5);
     let swap_before = vm_swap()?;
-    if let Err(Errno::EINVAL) = advise(region.as_ptr(), len, MmapAdvise::MADV_PAGEOUT) {
+    // SAFETY: a region of our own; MADV_PAGEOUT keeps the contents.
+    if let Err(Errno::EINVAL) = unsafe { advise(region.as_ptr(), len, MmapAdvise::MADV_PAGEOUT) } {
         let why = "madvise(MADV_PAGEOUT): EINVAL: this kernel lacks it (Linux 5.4+)";
         with_swap.iter().for_each(|claim| not_checked(claim, why));
         not_checked(without_swap, why);

@@ -132,7 +132,8 @@ pub fn pageout_file_pages_come_back(pages: usize, dir: Option<PathBuf>) -> Resul
     let first = page_faults()?;
     let resident_mapped = resident_pages(start, len)?;
 
-    if let Err(Errno::EINVAL) = advise(start, len, MmapAdvise::MADV_PAGEOUT) {
+    // SAFETY: the whole of our own file mapping; MADV_PAGEOUT keeps the contents.
+    if let Err(Errno::EINVAL) = unsafe { advise(start, len, MmapAdvise::MADV_PAGEOUT) } {
         claims.iter().for_each(|claim| {
             not_checked(
                 claim,

@@ -22,10 +22,15 @@ fn map_hugetlb(len: usize) -> Result<std::result::Result<Mapping, Errno>> {
 }
 
 /// Writes one byte into every base page of `len` bytes at `start`; returns the faults it took.
-fn touch(start: *mut u8, len: usize) -> Result<i64> {
+///
+/// # Safety
+///
+/// `[start, start + len)` is writable memory of a mapping the caller owns, and nothing else
+/// relies on the bytes written.
+unsafe fn touch(start: *mut u8, len: usize) -> Result<i64> {
     let (faults, _) = measure(|| {
         for offset in (0..len).step_by(page_size()) {
-            // SAFETY: the caller owns [start, start + len); volatile, so the write happens.
+            // SAFETY: as the caller promises; volatile, so the write happens.
             unsafe { start.add(offset).write_volatile(1) };
         }
     })?;
@@ -42,7 +47,8 @@ fn transparent_huge_page(huge: usize) -> Result<(u64, Option<Option<u64>>)> {
     let ptr = std::ptr::NonNull::new(start as *mut std::ffi::c_void).context("null")?;
     // SAFETY: [start, start + huge) lies inside our mapping; the advice changes no contents.
     unsafe { madvise(ptr, huge, MmapAdvise::MADV_HUGEPAGE) }.context("madvise")?;
-    touch(start as *mut u8, huge)?;
+    // SAFETY: the same aligned stretch of our own mapping, nothing in it yet.
+    unsafe { touch(start as *mut u8, huge) }?;
     let anon_huge = smaps_of(start)?.get("AnonHugePages").copied().unwrap_or(0);
     if !frames_visible() {
         return Ok((anon_huge, None));
@@ -178,7 +184,8 @@ fn hugetlb_side(at_start: Pool, reserve: u32) -> Result<()> {
     let ready = hugetlb_pool()?;
     let region = map_hugetlb(len)?.with_context(|| format!("mmap(MAP_HUGETLB) with {ready}"))?;
     let mapped = hugetlb_pool()?;
-    let faults = touch(region.as_ptr(), len)?;
+    // SAFETY: the whole of our own new hugetlb mapping.
+    let faults = unsafe { touch(region.as_ptr(), len) }?;
     let touched = hugetlb_pool()?;
     vmbook::pause::here(
         "a hugetlb page is mapped and touched",

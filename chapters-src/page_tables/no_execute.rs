@@ -36,10 +36,15 @@ fn cannot_show() -> Option<String> {
 }
 
 /// Calls the first byte of the page at `addr` as a function, in a forked child.
-fn call_in_child(addr: usize) -> Result<Outcome> {
+///
+/// # Safety
+///
+/// `addr` is the start of a page of this program's that holds 0xC3, `ret` on x86-64: a complete
+/// function taking no arguments and returning nothing.
+unsafe fn call_in_child(addr: usize) -> Result<Outcome> {
     in_child(|| {
-        // SAFETY: the page holds 0xC3, `ret` on x86-64: a complete function taking no arguments
-        // and returning nothing. Without PROT_EXEC the call faults and the handler ends the child.
+        // SAFETY: as the caller promises. Without PROT_EXEC the call faults and the handler ends
+        // the child.
         let function: extern "C" fn() = unsafe { std::mem::transmute(addr) };
         function();
     })
@@ -56,11 +61,12 @@ pub fn no_execute() -> Result<()> {
     let code = Mapping::private(page)?;
     // SAFETY: the first byte of our own, writable page.
     unsafe { code.as_ptr().write_volatile(0xC3) }; // x86-64 `ret`
-    let without = call_in_child(code.addr())?; // the page is PROT_READ | PROT_WRITE
+                                                   // SAFETY (both calls): the page holds the one `ret` just written.
+    let without = unsafe { call_in_child(code.addr()) }?; // the page is PROT_READ | PROT_WRITE
     let start = NonNull::new(code.as_ptr().cast()).context("null mapping")?;
     // SAFETY: our own page; it holds one `ret` and is never written again.
     let with = match unsafe { mprotect(start, page, ProtFlags::PROT_READ | ProtFlags::PROT_EXEC) } {
-        Ok(()) => call_in_child(code.addr())?,
+        Ok(()) => unsafe { call_in_child(code.addr()) }?,
         Err(e) => {
             // A security policy (SELinux execmem, PaX) may forbid making memory executable.
             not_checked(CLAIM, format!("mprotect(PROT_READ|PROT_EXEC): {e}"));

@@ -3,9 +3,8 @@
 
 use crate::layout::Layout;
 use crate::settings::vm_pte;
-use anyhow::{Context, Result};
-use nix::sys::mman::{madvise, MapFlags, MmapAdvise};
-use std::ptr::NonNull;
+use anyhow::Result;
+use nix::sys::mman::MapFlags;
 use vmbook::procinfo::vm_counters;
 use vmbook::{bytes, finding, kb, section, Mapping};
 
@@ -17,10 +16,7 @@ fn sparse_region(len: usize) -> Result<Mapping> {
         MapFlags::MAP_PRIVATE | MapFlags::MAP_NORESERVE,
         "MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE",
     )?;
-    let start = NonNull::new(region.as_ptr().cast()).context("null mapping")?;
-    // SAFETY: the range is the whole mapping we own; the advice changes no contents.
-    unsafe { madvise(start, len, MmapAdvise::MADV_NOHUGEPAGE) }
-        .context("madvise(MADV_NOHUGEPAGE)")?;
+    region.base_pages_only()?;
     Ok(region)
 }
 

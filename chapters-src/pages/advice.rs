@@ -3,19 +3,16 @@
 use anyhow::{Context, Result};
 use nix::sys::mman::{madvise, MmapAdvise};
 use std::ptr::NonNull;
-use vmbook::Mapping;
 
-/// Gives the kernel `advice` about `len` bytes at `start`, part of a mapping we own.
-pub fn advise(start: *mut u8, len: usize, advice: MmapAdvise) -> Result<()> {
+/// Gives the kernel `advice` about `len` bytes at `start`.
+///
+/// # Safety
+///
+/// `start` is page-aligned and `start..start + len` lies inside an anonymous mapping this program
+/// owns; if the advice may discard the contents (MADV_DONTNEED), nothing relies on them any more:
+/// a private anonymous page then reads as zeros.
+pub unsafe fn advise(start: *mut u8, len: usize, advice: MmapAdvise) -> Result<()> {
     let start = NonNull::new(start.cast()).context("madvise: null address")?;
-    // SAFETY: the range lies inside a mapping this program owns; the advice given here either
-    // changes no contents (huge page hints) or is MADV_DONTNEED, after which nothing relies on
-    // the old contents.
+    // SAFETY: the caller's promise above.
     unsafe { madvise(start, len, advice) }.with_context(|| format!("madvise({advice:?})"))
-}
-
-/// Keeps `region` on base pages, so that the experiments count one fault per base page even
-/// where transparent huge pages are `always` on.
-pub fn base_pages_only(region: &Mapping) -> Result<()> {
-    advise(region.as_ptr(), region.len(), MmapAdvise::MADV_NOHUGEPAGE)
 }

@@ -1,6 +1,6 @@
 //! MADV_DONTNEED gives touched pages back; the next read faults in the shared zero page.
 
-use crate::advice::{advise, base_pages_only};
+use crate::advice::advise;
 use crate::residency::{about, resident_pages};
 use anyhow::Result;
 use nix::sys::mman::MmapAdvise;
@@ -14,7 +14,7 @@ pub fn dontneed_gives_pages_back(pages: usize) -> Result<()> {
         "Touching {pages} pages, then madvise(MADV_DONTNEED)"
     ));
     let mut region = Mapping::private(pages * page_size())?;
-    base_pages_only(&region)?;
+    region.base_pages_only()?;
     touch_each_page(&mut region, 0xAB);
     let rss_touched = vm_counters()?.rss;
     let resident_touched = resident_pages(&region)?;
@@ -22,7 +22,8 @@ pub fn dontneed_gives_pages_back(pages: usize) -> Result<()> {
         "every page has been written; MADV_DONTNEED comes next",
         &["grep -E 'VmRSS|RssAnon' /proc/PID/status"],
     );
-    advise(region.as_ptr(), region.len(), MmapAdvise::MADV_DONTNEED)?;
+    // SAFETY: the whole of our own mapping; we read it next expecting zeros.
+    unsafe { advise(region.as_ptr(), region.len(), MmapAdvise::MADV_DONTNEED) }?;
     vmbook::pause::here(
         "MADV_DONTNEED has given the pages back; the mapping is still there",
         &[

@@ -1,6 +1,5 @@
 //! The first touch of a fresh page is a minor fault; the second touch of it is not.
 
-use crate::advice::base_pages_only;
 use crate::residency::{about, resident_pages};
 use anyhow::Result;
 use vmbook::measure::{measure, one_per_page, per, touch_each_page, TIMED_PAGES};
@@ -14,7 +13,7 @@ pub fn first_touch_faults(pages: usize) -> Result<()> {
     ));
     let rss_before = vm_counters()?.rss;
     let mut region = Mapping::private(pages * page_size())?;
-    base_pages_only(&region)?;
+    region.base_pages_only()?;
     let rss_mapped = vm_counters()?.rss;
     let resident_mapped = resident_pages(&region)?;
     let (first_faults, first_time) = measure(|| touch_each_page(&mut region, 1))?;

@@ -32,7 +32,8 @@ pub fn huge_page_faults(huge_pages: usize) -> Result<()> {
         let mut region = Mapping::private(len + huge)?;
         let offset = region.addr().next_multiple_of(huge) - region.addr();
         let aligned = &mut region.bytes_mut()[offset..offset + len];
-        advise(aligned.as_mut_ptr(), len, advice)?;
+        // SAFETY: a huge-page-aligned range of our own mapping; huge page advice keeps contents.
+        unsafe { advise(aligned.as_mut_ptr(), len, advice) }?;
         let (faults, time) = measure(|| {
             for byte in aligned.iter_mut().step_by(page) {
                 // SAFETY: a valid, exclusive reference into the mapping; volatile, so it happens.

@@ -30,15 +30,24 @@ enum Outcome {
 /// Seed 001's loop, `while (shared->data_ready == 0) ;`, as an ordinary (non-atomic) load.
 /// Another process writes the flag, which is a data race: undefined behavior in C and in Rust. The
 /// optimizer assumes nobody else writes it, so it may load it once, before the loop.
+///
+/// # Safety
+///
+/// `flag` points to a `u32` that stays mapped while the loop runs. (Even then the loop is not
+/// sound when another process writes the flag: that is the bug shown.)
 #[inline(never)]
-fn wait_plain(flag: *const u32) {
+unsafe fn wait_plain(flag: *const u32) {
     // SAFETY: not sound, deliberately: this is the bug the experiment shows.
     while unsafe { flag.read() } == 0 {}
 }
 
 /// The same loop with a volatile load: the compiler must load the flag every time round.
+///
+/// # Safety
+///
+/// As for [`wait_plain`].
 #[inline(never)]
-fn wait_volatile(flag: *const u32) {
+unsafe fn wait_volatile(flag: *const u32) {
     // SAFETY: `flag` points into the shared page; a volatile load is still a race, but the compiler
     // keeps it.
     while unsafe { flag.read_volatile() } == 0 {}
@@ -63,9 +72,10 @@ fn one_flag_run(load: Load, timeout: Duration) -> Result<Outcome> {
     let page = Shared::<FlagPage>::new()?;
     let child = fork_guarded(|| {
         page.waiting.store(1, Ordering::Release);
+        // SAFETY: the flag lives in the shared page, mapped until this child exits.
         match load {
-            Load::Plain => wait_plain(page.flag.as_ptr()),
-            Load::Volatile => wait_volatile(page.flag.as_ptr()),
+            Load::Plain => unsafe { wait_plain(page.flag.as_ptr()) },
+            Load::Volatile => unsafe { wait_volatile(page.flag.as_ptr()) },
             Load::Acquire => wait_acquire(&page.flag),
         }
         let data = page.data.load(Ordering::Relaxed);

@@ -13,9 +13,14 @@ pub fn check(rc: libc::c_int, call: &str) -> Result<()> {
 }
 
 /// Process-shared pthread mutexes in shared memory.
-pub fn init_mutex(mutex: *mut libc::pthread_mutex_t, robust: bool) -> Result<()> {
+///
+/// # Safety
+///
+/// `mutex` points to memory for a `pthread_mutex_t`, writable, in a shared mapping that outlives
+/// every use of the mutex, and no process uses that mutex yet.
+pub unsafe fn init_mutex(mutex: *mut libc::pthread_mutex_t, robust: bool) -> Result<()> {
     // SAFETY: `attr` is initialized by pthread_mutexattr_init before any other use and destroyed
-    // at the end; `mutex` points into a live shared mapping that no process uses yet.
+    // at the end; `mutex` is as the caller promises.
     unsafe {
         let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
         check(

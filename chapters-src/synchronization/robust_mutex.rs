@@ -11,7 +11,7 @@ use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use vmbook::clock::realtime_deadline;
-use vmbook::measure::time;
+use vmbook::measure::duration;
 use vmbook::process::wait_child;
 use vmbook::{finding, section};
 
@@ -28,7 +28,8 @@ struct Account {
 /// A child locks the mutex, breaks the invariant half-way through an update, and is SIGKILLed.
 fn owner_dies_holding(robust: bool) -> Result<Shared<Account>> {
     let account = Shared::<Account>::new()?;
-    init_mutex(account.mutex.get(), robust)?;
+    // SAFETY: the mutex lives in the new shared page, returned to the caller; no one uses it yet.
+    unsafe { init_mutex(account.mutex.get(), robust) }?;
     let child = fork_guarded(|| {
         // SAFETY: the mutex was initialized before fork and lives in the shared mapping.
         unsafe { libc::pthread_mutex_lock(account.mutex.get()) };
@@ -53,9 +54,14 @@ fn owner_dies_holding(robust: bool) -> Result<Shared<Account>> {
 }
 // ANCHOR_END: owner_dies
 
-fn timed_lock(mutex: *mut libc::pthread_mutex_t, timeout: Duration) -> libc::c_int {
+/// pthread_mutex_timedlock with a deadline `timeout` from now; returns its error number.
+///
+/// # Safety
+///
+/// `mutex` points to an initialized mutex in a mapping that stays mapped during the call.
+unsafe fn timed_lock(mutex: *mut libc::pthread_mutex_t, timeout: Duration) -> libc::c_int {
     let until = realtime_deadline(timeout);
-    // SAFETY: mutex points to an initialized mutex in a live mapping.
+    // SAFETY: as the caller promises.
     unsafe { libc::pthread_mutex_timedlock(mutex, until.as_ref()) }
 }
 
@@ -78,7 +84,8 @@ pub fn robust_mutex(timeout_ms: u64) -> Result<()> {
     );
     // ANCHOR: recover
     let m = account.mutex.get();
-    let rc = timed_lock(m, timeout);
+    // SAFETY (every timed_lock below): each mutex was initialized in a shared page we still hold.
+    let rc = unsafe { timed_lock(m, timeout) };
     println!(
         "robust mutex: the next lock (pthread_mutex_timedlock) returns {}",
         errno_name(rc)
@@ -103,7 +110,7 @@ pub fn robust_mutex(timeout_ms: u64) -> Result<()> {
         )?;
         println!("  repaired: credit {debit}; pthread_mutex_consistent, pthread_mutex_unlock");
     }
-    let again = timed_lock(m, timeout);
+    let again = unsafe { timed_lock(m, timeout) };
     println!(
         "  the next lock (pthread_mutex_timedlock) returns {}",
         errno_name(again)
@@ -116,12 +123,12 @@ pub fn robust_mutex(timeout_ms: u64) -> Result<()> {
 
     let forgotten = owner_dies_holding(true)?;
     let fm = forgotten.mutex.get();
-    let first = timed_lock(fm, timeout);
+    let first = unsafe { timed_lock(fm, timeout) };
     if first == libc::EOWNERDEAD {
         // SAFETY: we hold it; unlocking without pthread_mutex_consistent is the mistake shown.
         unsafe { libc::pthread_mutex_unlock(fm) };
     }
-    let dead = timed_lock(fm, timeout);
+    let dead = unsafe { timed_lock(fm, timeout) };
     println!(
         "robust mutex, unlocked without pthread_mutex_consistent: the next lock returns {}",
         errno_name(dead)
@@ -129,12 +136,12 @@ pub fn robust_mutex(timeout_ms: u64) -> Result<()> {
 
     let plain = owner_dies_holding(false)?;
     let started = Instant::now();
-    let rc_plain = timed_lock(plain.mutex.get(), timeout);
+    let rc_plain = unsafe { timed_lock(plain.mutex.get(), timeout) };
     let waited = started.elapsed();
     println!(
         "plain (non-robust) mutex: pthread_mutex_timedlock returns {} after {}",
         errno_name(rc_plain),
-        time(waited.as_nanos() as f64)
+        duration(waited)
     );
     finding(
         "after its owner dies, the next locker of a robust mutex gets EOWNERDEAD",

@@ -79,10 +79,15 @@ impl Drop for NamedSemaphore {
 // ANCHOR_END: named_semaphore
 
 /// sem_wait with a time limit, so that a dead partner cannot hang us.
-fn sem_wait_for(sem: *mut libc::sem_t, timeout: Duration) -> Result<()> {
+///
+/// # Safety
+///
+/// `sem` points to an initialized semaphore (sem_open, or sem_init in a shared mapping) that
+/// stays open and mapped during the call.
+unsafe fn sem_wait_for(sem: *mut libc::sem_t, timeout: Duration) -> Result<()> {
     let until = realtime_deadline(timeout);
     loop {
-        // SAFETY: sem points to an initialized semaphore (sem_open, or sem_init in a live mapping).
+        // SAFETY: as the caller promises.
         if unsafe { libc::sem_timedwait(sem, until.as_ref()) } == 0 {
             return Ok(());
         }
@@ -93,8 +98,13 @@ fn sem_wait_for(sem: *mut libc::sem_t, timeout: Duration) -> Result<()> {
     }
 }
 
-fn sem_post(sem: *mut libc::sem_t) -> Result<()> {
-    // SAFETY: as in sem_wait_for.
+/// sem_post, its error as a `Result`.
+///
+/// # Safety
+///
+/// As for [`sem_wait_for`].
+unsafe fn sem_post(sem: *mut libc::sem_t) -> Result<()> {
+    // SAFETY: as the caller promises.
     if unsafe { libc::sem_post(sem) } == 0 {
         Ok(())
     } else {
@@ -120,14 +130,24 @@ fn read_greeting(page: &GreetingPage) -> i32 {
 // ANCHOR: greeting_run
 /// Seed 002: fork, the parent writes the greeting, the child prints it. With `sem`, the child
 /// first waits for the parent's sem_post (seed 003's fix). The child reports what it read.
-fn greeting_run(page: &GreetingPage, sem: Option<*mut libc::sem_t>, natural: bool) -> Result<i32> {
+///
+/// # Safety
+///
+/// `sem`, if any, is a semaphore as [`sem_wait_for`] needs, shared with the child (named, or
+/// in a shared mapping), and open until the call returns.
+unsafe fn greeting_run(
+    page: &GreetingPage,
+    sem: Option<*mut libc::sem_t>,
+    natural: bool,
+) -> Result<i32> {
     let child = fork_guarded(|| {
         if !natural {
             std::hint::black_box(read_greeting(page)); // a dry run: take its page faults now
         }
         page.started.store(1, Ordering::Release);
         if let Some(sem) = sem {
-            if sem_wait_for(sem, Duration::from_secs(5)).is_err() {
+            // SAFETY: as greeting_run's caller promises.
+            if unsafe { sem_wait_for(sem, Duration::from_secs(5)) }.is_err() {
                 return 3;
             }
         }
@@ -142,7 +162,9 @@ fn greeting_run(page: &GreetingPage, sem: Option<*mut libc::sem_t>, natural: boo
         cell.store(byte, Ordering::Relaxed);
     }
     if let Some(sem) = sem {
-        sem_post(sem)?; // sem_post releases: what we wrote is visible after the child's sem_wait
+        // SAFETY: as greeting_run's caller promises. sem_post releases: what we wrote is
+        // visible after the child's sem_wait.
+        unsafe { sem_post(sem) }?;
     }
     wait_exit_code(child)
 }
@@ -178,7 +200,8 @@ pub fn semaphores_fix_the_seeds(runs: u32, natural: bool) -> Result<()> {
                 cell.store(0, Ordering::Relaxed);
             }
             page.started.store(0, Ordering::Relaxed);
-            let code = greeting_run(&page, sem, natural)?;
+            // SAFETY: both semaphores were initialized above and live until this function returns.
+            let code = unsafe { greeting_run(&page, sem, natural) }?;
             ensure!(code <= 2, "a child timed out waiting on its semaphore");
             c[code as usize] += 1;
         }
