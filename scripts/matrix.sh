@@ -13,7 +13,7 @@
 #   reference     as the script runs
 #   no-sys-admin  root without CAP_SYS_ADMIN (a container's root): frame numbers hidden
 #   nobody        an ordinary user: not run here; tests/non_root.rs (part of `cargo test`) runs every
-#                 directive as nobody (the charts' default directory belongs to the checkout's owner)
+#                 directive as nobody
 #   one-cpu       taskset -c 0
 #   thp-always    /sys/kernel/mm/transparent_hugepage/enabled = always   (root; restored after)
 #   thp-never     ... = never                                             (root; restored after)

@@ -1,134 +1,319 @@
-//! The book draws its charts at build time: `ipc-bench chart` must write two SVG files, and
-//! `page-tables tlb` one, that a browser can show: non-empty, one <svg> element, tags balanced,
-//! every series labelled.
+//! The book's figures, drawn by the programs at build time (`vmbook::figure`, `vmbook::chart`).
+//!
+//! Every `![alt](charts/NAME.svg)` in `book/` must stand right after a directive's output (the
+//! run that drew it), have a real description as its alt text, and, after a build of the book,
+//! be a well-formed SVG document (parsed) with something drawn in it and the labels listed for it
+//! below. A figure that cannot be written must change nothing but stderr, and an explicit `--out`
+//! must receive the appendix's and the TLB chapter's charts.
 
-use std::path::Path;
+mod support;
+
+use regex::Regex;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use support::redact::redact;
 
-/// Checks that `svg` is one well-nested <svg> element: every opening tag closed, in order.
-fn assert_balanced(name: &str, svg: &str) {
-    let mut open: Vec<String> = Vec::new();
-    let mut rest = svg;
-    while let Some(at) = rest.find('<') {
-        let end = rest[at..].find('>').map(|e| at + e).unwrap_or_else(|| {
-            panic!("{name}: a tag is never closed with '>'");
-        });
-        let tag = &rest[at + 1..end];
-        rest = &rest[end + 1..];
-        if tag.starts_with('?') || tag.starts_with('!') || tag.ends_with('/') {
-            continue; // declaration, comment, or self-closing element
-        }
-        if let Some(closing) = tag.strip_prefix('/') {
-            let expected = open.pop();
-            assert_eq!(
-                expected.as_deref(),
-                Some(closing.trim()),
-                "{name}: </{closing}> closes the wrong element"
-            );
-        } else {
-            let element = tag.split_whitespace().next().unwrap_or("").to_string();
-            open.push(element);
+/// The labels each figure must carry (`a|b`: either), whatever the run measured.
+const LABELS: &[(&str, &[&str])] = &[
+    (
+        "virtual-memory-address-space.svg",
+        &[
+            "/proc/self/maps",
+            "size (log scale)",
+            "program code",
+            "heap",
+            "shared library",
+            "stack",
+            "a local variable",
+            "a small Box",
+            "a 4 MiB Vec",
+            "this function's code",
+            "unmapped",
+        ],
+    ),
+    (
+        "copy-on-write-frames.svg",
+        &[
+            "right after fork",
+            "after the child's write",
+            "parent",
+            "child",
+            "exclusive",
+            "PFN|frame numbers hidden",
+        ],
+    ),
+    (
+        "page-tables-tlb-reach.svg",
+        &[
+            "base pages",
+            "MADV_HUGEPAGE",
+            "region size (KiB)",
+            "ns per read",
+        ],
+    ),
+    (
+        "memory-pressure-rss-pss.svg",
+        &["parent", "child", "sum", "VmRSS", "Pss"],
+    ),
+    (
+        "synchronization-cpu-per-wait.svg",
+        &[
+            "usleep(1000) polling",
+            "spinning",
+            "futex wait/wake",
+            "CPU time",
+        ],
+    ),
+    (
+        "ipc-throughput.svg",
+        &[
+            "memcpy",
+            "pipe",
+            "Unix socket",
+            "shm ring",
+            "chunk size (KiB)",
+            "GB/s",
+        ],
+    ),
+    (
+        "ipc-latency.svg",
+        &["pipe", "shm + futex", "shm + spin", "signals", "one core"],
+    ),
+];
+
+/// A figure line of the book: where it is, its alt text and its file name under charts/.
+struct FigureLine {
+    place: String,
+    alt: String,
+    name: String,
+    /// Whether the nearest code block above it runs a directive.
+    after_directive: bool,
+}
+
+fn figure_lines() -> Vec<FigureLine> {
+    let image = Regex::new(r"^!\[([^\]]*)\]\(charts/([^)]+\.svg)\)\s*$").unwrap();
+    let mut found = Vec::new();
+    let book = support::root().join("book");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&book)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    files.sort();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let Some(cap) = image.captures(line) else {
+                continue;
+            };
+            // Up from the figure: the first fence closes a block; it must hold a directive.
+            let mut above = lines[..i]
+                .iter()
+                .rev()
+                .skip_while(|l| !l.starts_with("```"));
+            above.next();
+            let block: Vec<&&str> = above.take_while(|l| !l.starts_with("```")).collect();
+            found.push(FigureLine {
+                place: format!("{}:{}", file.file_name().unwrap().to_string_lossy(), i + 1),
+                alt: cap[1].to_string(),
+                name: cap[2].to_string(),
+                after_directive: block.iter().any(|l| l.contains("<!-- cmdrun ")),
+            });
         }
     }
-    assert!(open.is_empty(), "{name}: elements left open: {open:?}");
+    found
+}
+
+/// The text of every node of a parsed SVG document, or why it is not one.
+fn svg_text(name: &str, svg: &str) -> Result<String, String> {
+    let doc = roxmltree::Document::parse(svg).map_err(|e| format!("{name}: not XML: {e}"))?;
+    let root = doc.root_element();
+    if root.tag_name().name() != "svg" {
+        return Err(format!(
+            "{name}: the root element is <{}>",
+            root.tag_name().name()
+        ));
+    }
+    let drawn = root
+        .descendants()
+        .filter(|n| {
+            matches!(
+                n.tag_name().name(),
+                "rect" | "line" | "polyline" | "path" | "circle" | "text"
+            )
+        })
+        .count();
+    if drawn < 10 {
+        return Err(format!("{name}: only {drawn} shapes and texts drawn"));
+    }
+    Ok(root
+        .descendants()
+        .filter_map(|n| n.text())
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
+
+/// The labels of `name` missing from `text`.
+fn missing_labels(name: &str, text: &str) -> Vec<String> {
+    let labels = LABELS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, l)| *l)
+        .unwrap_or(&[]);
+    labels
+        .iter()
+        .filter(|label| !label.split('|').any(|one| text.contains(one)))
+        .map(|label| format!("{name}: no `{label}`"))
+        .collect()
 }
 
 #[test]
-fn chart_writes_two_valid_svg_files() {
-    let out = std::env::temp_dir().join(format!("vmbook-charts-{}", std::process::id()));
+fn every_figure_in_the_book_is_drawn_by_the_build() {
+    let figures = figure_lines();
+    assert!(
+        figures.len() >= 7,
+        "only {} figures in the book",
+        figures.len()
+    );
+    let mut problems = Vec::new();
+    for f in &figures {
+        if !f.after_directive {
+            problems.push(format!(
+                "{}: {} does not follow a directive's output",
+                f.place, f.name
+            ));
+        }
+        if f.alt.split_whitespace().count() < 6 {
+            problems.push(format!(
+                "{}: the alt text of {} describes nothing",
+                f.place, f.name
+            ));
+        }
+        if !LABELS.iter().any(|(n, _)| *n == f.name) {
+            problems.push(format!(
+                "{}: {} has no labels listed in tests/charts.rs",
+                f.place, f.name
+            ));
+        }
+    }
+    // Gone before the build, so that finding them after it shows this build produced them.
+    let charts = support::root().join("book/charts");
+    for f in &figures {
+        let _ = std::fs::remove_file(charts.join(&f.name));
+    }
+    let out = support::build_book("figures-book");
+    for f in &figures {
+        for (copy, dir) in [
+            ("book/charts", &charts),
+            ("the rendered book", &out.join("charts")),
+        ] {
+            let path = dir.join(&f.name);
+            let svg = match std::fs::read_to_string(&path) {
+                Ok(svg) => svg,
+                Err(e) => {
+                    problems.push(format!("{}: {} not in {copy}: {e}", f.place, f.name));
+                    continue;
+                }
+            };
+            match svg_text(&f.name, &svg) {
+                Ok(text) => problems.extend(missing_labels(&f.name, &text)),
+                Err(why) => problems.push(why),
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Runs `bin args` from book/ with the figures directed to `figures`.
+fn run_with_figures(bin: &str, args: &[&str], figures: &Path) -> std::process::Output {
+    Command::new(support::binary(bin))
+        .args(args)
+        .current_dir(support::root().join("book"))
+        .env("VMBOOK_FIGURES", figures)
+        .output()
+        .unwrap_or_else(|e| panic!("start {bin}: {e}"))
+}
+
+#[test]
+fn a_figure_that_cannot_be_written_changes_only_stderr() {
+    let dir = std::env::temp_dir().join(format!("vmbook-figures-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let args = ["same-frame"];
+    let written = run_with_figures("copy-on-write", &args, &dir);
+    // No directory can be made under /proc, even by root.
+    let refused = run_with_figures("copy-on-write", &args, Path::new("/proc/vmbook-figures"));
+    for run in [&written, &refused] {
+        assert!(
+            run.status.success(),
+            "copy-on-write failed: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+    let svg = std::fs::read_to_string(dir.join("copy-on-write-frames.svg")).expect("the figure");
+    svg_text("copy-on-write-frames.svg", &svg).unwrap();
+    assert_eq!(
+        redact(&String::from_utf8_lossy(&written.stdout)),
+        redact(&String::from_utf8_lossy(&refused.stdout)),
+        "the output changed when the figure could not be written"
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("figure copy-on-write-frames.svg not written"),
+        "no word on stderr about the figure: {stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs `bin args --out DIR` and checks the named charts landed in DIR, whole and labelled.
+fn charts_written_to_out(bin: &str, args: &[&str], names: &[&str]) {
+    let out = std::env::temp_dir().join(format!("vmbook-{bin}-chart-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let run = Command::new(env!("CARGO_BIN_EXE_ipc-bench"))
-        .args(["chart", "--volume", "512K", "--iterations", "20", "--out"])
+    let run = Command::new(support::binary(bin))
+        .args(args)
+        .arg("--out")
         .arg(&out)
         .output()
-        .expect("start ipc-bench");
+        .unwrap_or_else(|e| panic!("start {bin}: {e}"));
     assert!(
         run.status.success(),
-        "ipc-bench chart failed: {}",
+        "{bin} failed: {}",
         String::from_utf8_lossy(&run.stderr)
     );
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let expectations: [(&str, &[&str]); 2] = [
-        (
-            "ipc-throughput.svg",
-            &[
-                "memcpy",
-                "pipe",
-                "Unix socket",
-                "shm ring",
-                "chunk size (KiB)",
-                "GB/s",
-            ],
-        ),
-        (
-            "ipc-latency.svg",
-            &["pipe", "shm + futex", "shm + spin", "signals", "one core"],
-        ),
-    ];
-    for (name, labels) in expectations {
+    let mut problems = Vec::new();
+    for name in names {
         let path = out.join(name);
         let svg =
             std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert!(svg.len() > 2000, "{name}: only {} bytes", svg.len());
-        assert!(
-            svg.trim_start().starts_with("<svg"),
-            "{name}: does not start with <svg"
-        );
-        assert!(
-            svg.trim_end().ends_with("</svg>"),
-            "{name}: does not end with </svg>"
-        );
-        assert_balanced(name, &svg);
-        for label in labels {
-            assert!(svg.contains(label), "{name}: no `{label}` in the chart");
+        match svg_text(name, &svg) {
+            Ok(text) => problems.extend(missing_labels(name, &text)),
+            Err(why) => problems.push(why),
         }
-        assert!(
-            stdout.contains(&format!("wrote {}", Path::new(&out).join(name).display())),
-            "ipc-bench did not report writing {name}:\n{stdout}"
-        );
     }
     let _ = std::fs::remove_dir_all(&out);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
 #[test]
-fn balance_check_catches_broken_markup() {
-    assert_balanced("ok", "<svg a=\"1\"><g><text>x</text></g><rect/></svg>");
-    let broken = std::panic::catch_unwind(|| assert_balanced("bad", "<svg><g></svg>"));
-    assert!(broken.is_err());
+fn ipc_bench_writes_its_two_charts_where_told() {
+    charts_written_to_out(
+        "ipc-bench",
+        &["chart", "--volume", "512K", "--iterations", "20"],
+        &["ipc-throughput.svg", "ipc-latency.svg"],
+    );
 }
 
 #[test]
-fn page_tables_writes_its_tlb_reach_chart() {
-    let out = std::env::temp_dir().join(format!("vmbook-pt-chart-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
-    let run = Command::new(env!("CARGO_BIN_EXE_page-tables"))
-        .args(["tlb", "--max-size", "1M", "--reads", "2000", "--out"])
-        .arg(&out)
-        .output()
-        .expect("start page-tables");
-    assert!(
-        run.status.success(),
-        "page-tables tlb failed: {}",
-        String::from_utf8_lossy(&run.stderr)
+fn page_tables_writes_its_tlb_reach_chart_where_told() {
+    charts_written_to_out(
+        "page-tables",
+        &["tlb", "--max-size", "1M", "--reads", "2000"],
+        &["page-tables-tlb-reach.svg"],
     );
-    let name = "page-tables-tlb-reach.svg";
-    let path = out.join(name);
-    let svg = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert!(svg.len() > 2000, "{name}: only {} bytes", svg.len());
-    assert!(svg.trim_start().starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-    assert_balanced(name, &svg);
-    for label in [
-        "base pages",
-        "MADV_HUGEPAGE",
-        "region size (KiB)",
-        "ns per read",
-    ] {
-        assert!(svg.contains(label), "{name}: no `{label}` in the chart");
-    }
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        stdout.contains(&format!("wrote {}", path.display())),
-        "page-tables did not report writing {name}:\n{stdout}"
-    );
-    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn broken_markup_is_caught() {
+    assert!(svg_text("bad", "<svg><g></svg>").is_err());
+    assert!(svg_text("not svg", "<html><rect/></html>").is_err());
 }

@@ -7,10 +7,12 @@
 
 pub mod book;
 pub mod chapter;
+pub mod chart;
 pub mod cleanup;
 pub mod clock;
 pub mod environment;
 pub mod fail;
+pub mod figure;
 pub mod futex;
 pub mod mapping;
 pub mod measure;

@@ -3,6 +3,7 @@
 
 mod cow_fault_cost;
 mod fork_cost_grows_with_memory;
+mod frames_figure;
 mod link;
 mod one_byte_copies_a_page;
 mod parent_never_sees_private_write;

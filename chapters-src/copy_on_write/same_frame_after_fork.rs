@@ -1,5 +1,6 @@
 //! After fork, parent and child map the same frames until the child writes.
 
+use crate::frames_figure::{self, frames_svg, Moment};
 use crate::link::{child_side, receive, send, Link};
 use crate::region::{base_page_region, dirty};
 use anyhow::{ensure, Result};
@@ -99,6 +100,30 @@ pub fn same_frame_after_fork(pages: usize) -> Result<()> {
         "first byte: the parent reads {:?}, the child read {:?}",
         parent_byte as char, child_byte as char
     );
+    let pairs = |entry: &[u64]| -> Vec<(u64, bool)> {
+        entry
+            .chunks(2)
+            .take(pages)
+            .map(|e| (e[0], e[1] == 1))
+            .collect()
+    };
+    let (before, after) = (
+        [pairs(&parent_shared), pairs(&child_shared)],
+        [pairs(&parent_after), pairs(&child_wrote)],
+    );
+    let moments = [
+        Moment {
+            title: "right after fork",
+            parent: &before[0],
+            child: &before[1],
+        },
+        Moment {
+            title: "after the child's write",
+            parent: &after[0],
+            child: &after[1],
+        },
+    ];
+    vmbook::figure::save(frames_figure::NAME, &frames_svg(&moments, pages, visible));
     let all =
         |entry: &[u64], field: usize, want: u64| (0..pages).all(|i| entry[2 * i + field] == want);
     let same = |a: &[u64], b: &[u64]| (0..pages).all(|i| a[2 * i] == b[2 * i] && a[2 * i] != 0);

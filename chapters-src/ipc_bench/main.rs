@@ -45,10 +45,10 @@ enum Experiment {
     },
     /// Measure throughput against chunk size and round trips, and draw both as SVG charts.
     Chart {
-        /// The directory to write ipc-throughput.svg and ipc-latency.svg into (by default the
-        /// book's own charts directory, whatever the current directory).
-        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/book/charts"))]
-        out: PathBuf,
+        /// The directory to write ipc-throughput.svg and ipc-latency.svg into (default:
+        /// $VMBOOK_FIGURES, else the book's own charts directory, whatever the current directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
         /// How much to send per transport, placement and chunk size.
         #[arg(long, default_value = "2M", value_parser = parse_size)]
         volume: usize,
@@ -91,7 +91,7 @@ fn main() -> ExitCode {
             out,
             volume,
             iterations,
-        } => chart::draw_charts(&out, volume, iterations),
+        } => chart::draw_charts(out.as_deref(), volume, iterations),
         Experiment::Latency {
             iterations,
             transport,

@@ -3,9 +3,11 @@
 use crate::child::fork_waiting;
 use crate::memory::{check, fill};
 use anyhow::{Context, Result};
+use plotters::prelude::SeriesLabelPosition;
 use procfs::process::{MMapPath, PageInfo, Process};
 use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
+use vmbook::chart::{bars_svg, Axes};
 use vmbook::procinfo::{frames_visible, page_size, smaps_of_pid};
 use vmbook::{bytes, finding, kb, not_checked, section, Mapping};
 
@@ -154,6 +156,15 @@ pub fn rss_counts_pss_splits_shared_pages(pages: usize) -> Result<()> {
         );
     }
 
+    vmbook::figure::save(
+        FIGURE,
+        &rss_pss_chart(
+            len as u64,
+            [0, 1].map(|i| (get(i, "VmRSS"), get(i, "Pss"))),
+            pair_frames,
+        )?,
+    );
+
     let region_rss = [in_region[0]["Rss"], in_region[1]["Rss"]];
     let region_pss = [in_region[0]["Pss"], in_region[1]["Pss"]];
     let whole = len as u64;
@@ -213,4 +224,42 @@ pub fn rss_counts_pss_splits_shared_pages(pages: usize) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The figure's file name under the book's charts directory.
+const FIGURE: &str = "memory-pressure-rss-pss.svg";
+
+/// VmRSS and Pss of parent and child, as printed, and their sums beside what the pair uses
+/// (distinct frames, when they are visible), in MiB on a scale from zero: the difference between
+/// the sum of VmRSS and the sum of Pss is the shared pages counted twice.
+fn rss_pss_chart(region: u64, sides: [(u64, u64); 2], pair: Option<(u64, u64)>) -> Result<String> {
+    let mib = |bytes: u64| Some(bytes as f64 / (1 << 20) as f64);
+    let sum = |f: fn(&(u64, u64)) -> u64| sides.iter().map(f).sum::<u64>();
+    let groups = ["parent", "child", "sum"].map(String::from);
+    let mut kinds = vec![
+        (
+            "VmRSS".to_string(),
+            vec![mib(sides[0].0), mib(sides[1].0), mib(sum(|s| s.0))],
+        ),
+        (
+            "Pss".to_string(),
+            vec![mib(sides[0].1), mib(sides[1].1), mib(sum(|s| s.1))],
+        ),
+    ];
+    if let Some((used, _)) = pair {
+        kinds.push((
+            "RAM the pair uses (distinct frames)".to_string(),
+            vec![None, None, mib(used)],
+        ));
+    }
+    let axes = Axes {
+        x: "",
+        y: "MiB",
+        legend: SeriesLabelPosition::UpperLeft,
+    };
+    let title = format!(
+        "VmRSS and Pss of two processes sharing a {} region",
+        bytes(region)
+    );
+    bars_svg(&title, &groups, &kinds, &axes, false)
 }

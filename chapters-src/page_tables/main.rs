@@ -2,7 +2,6 @@
 //! tables cost, how far the TLB reaches with base and huge pages, how the permissions in a page
 //! table entry are enforced, and the two kinds of huge pages.
 
-mod chart;
 mod chase;
 mod fault_report;
 mod guard_page;
@@ -46,10 +45,10 @@ enum Experiment {
         /// How many reads to time per region and page kind (best of three runs of this many).
         #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1000..=100_000_000))]
         reads: u32,
-        /// The directory to write page-tables-tlb-reach.svg into (by default the book's own charts
-        /// directory, whatever the current directory).
-        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/book/charts"))]
-        out: PathBuf,
+        /// The directory to write page-tables-tlb-reach.svg into (default: $VMBOOK_FIGURES, else
+        /// the book's own charts directory, whatever the current directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Write a read-only page, touch an unmapped address, a guard page, jump into a non-executable
     /// page, each in a forked child: which SIGSEGV, with which si_code and si_addr.

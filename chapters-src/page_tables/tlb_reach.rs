@@ -2,17 +2,18 @@
 //! and on transparent huge pages. Once a region has more pages than the TLB has entries, most
 //! reads need a page walk first; a huge page covers 512 times as much with one entry.
 
-use crate::chart::{tlb_svg, Series};
 use crate::chase::{chase, ring};
 use crate::settings::thp_mode;
 use anyhow::{ensure, Context, Result};
 use nix::sys::mman::{madvise, MmapAdvise};
-use std::path::Path;
+use plotters::prelude::SeriesLabelPosition;
+use std::path::PathBuf;
 use std::ptr::NonNull;
+use vmbook::chart::{log_lines_svg, Axes, Series};
 use vmbook::measure::time;
 use vmbook::procinfo::thp_size;
 use vmbook::procinfo::{page_size, smaps_of};
-use vmbook::{bytes, finding, kb, not_checked, section, Mapping};
+use vmbook::{bytes, figure, finding, kb, not_checked, section, Mapping};
 
 /// One region to read from: base pages, or huge pages (aligned to a huge page, advised).
 struct Region {
@@ -81,7 +82,7 @@ fn ns_per_read(regions: [&Region; 2], size: usize, reads: usize) -> [f64; 2] {
 const ROUNDS: usize = 8;
 
 // ANCHOR: tlb_reach
-pub fn tlb_reach(max_size: usize, reads: usize, out: &Path) -> Result<()> {
+pub fn tlb_reach(max_size: usize, reads: usize, out: &Option<PathBuf>) -> Result<()> {
     let page = page_size();
     ensure!(
         max_size >= 4 * page,
@@ -192,7 +193,7 @@ pub fn tlb_reach(max_size: usize, reads: usize, out: &Path) -> Result<()> {
     } else {
         "MADV_HUGEPAGE (not all huge)"
     };
-    let svg = tlb_svg(&[
+    let series = vec![
         Series {
             label: "base pages (MADV_NOHUGEPAGE)".into(),
             points: points(&base_ns),
@@ -201,22 +202,19 @@ pub fn tlb_reach(max_size: usize, reads: usize, out: &Path) -> Result<()> {
             label: huge_label.into(),
             points: points(&huge_ns),
         },
-    ])?;
-    std::fs::create_dir_all(out).with_context(|| format!("mkdir -p {}", out.display()))?;
-    let path = out.join("page-tables-tlb-reach.svg");
-    std::fs::write(&path, svg).with_context(|| format!("write {}", path.display()))?;
-    println!("wrote {}", shown(&path));
-    Ok(())
-}
-
-/// The path a file was written to, relative to the current directory when it lies inside it (the
-/// book runs the program from book/, and the default --out is the book's charts directory).
-fn shown(path: &Path) -> String {
-    let cwd = std::env::current_dir().unwrap_or_default();
-    match path.strip_prefix(&cwd) {
-        Ok(inside) if path.is_absolute() && !inside.as_os_str().is_empty() => {
-            inside.display().to_string()
-        }
-        _ => path.display().to_string(),
+    ];
+    let axes = Axes {
+        x: "region size (KiB)",
+        y: "ns per read",
+        legend: SeriesLabelPosition::UpperLeft,
+    };
+    let title = "Random dependent reads, one per page: time per read".to_string();
+    let svg = log_lines_svg(&[(title, series)], &axes)?;
+    // Written quietly: the output is the same whether or not the figure could be written.
+    let name = "page-tables-tlb-reach.svg";
+    match out {
+        Some(dir) => drop(figure::save_in(dir, name, &svg)?),
+        None => figure::save(name, &svg),
     }
+    Ok(())
 }

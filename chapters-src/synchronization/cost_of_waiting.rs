@@ -4,8 +4,10 @@ use crate::children::{fork_guarded, until_set};
 use crate::shared::Shared;
 use crate::timing::{cpu_ns, median, ratio};
 use anyhow::{ensure, Result};
+use plotters::prelude::SeriesLabelPosition;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use vmbook::chart::{bars_svg, Axes};
 use vmbook::clock::monotonic_ns;
 use vmbook::measure::time;
 use vmbook::process::wait_exit_code;
@@ -100,11 +102,13 @@ pub fn cost_of_waiting(wait_ms: u64, rounds: u32) -> Result<()> {
     let wait = Duration::from_millis(wait_ms);
     println!("the parent sets the flag {wait_ms} ms after the child starts waiting; {rounds} rounds each, medians");
     let mut rows = Vec::new();
-    for (how, label) in [
+    let ways = [
         (Waiter::Poll, "usleep(1000) polling"),
         (Waiter::Spin, "spinning"),
         (Waiter::Futex, "futex wait/wake"),
-    ] {
+    ];
+    let labels = ways.map(|(_, label)| label);
+    for (how, label) in ways {
         let mut samples = Vec::new();
         for _ in 0..rounds {
             samples.push(one_wait(how, wait)?);
@@ -121,6 +125,7 @@ pub fn cost_of_waiting(wait_ms: u64, rounds: u32) -> Result<()> {
         );
         rows.push((latency, cpu, waited));
     }
+    vmbook::figure::save(FIGURE, &cpu_chart(&labels, &rows, wait_ms, rounds)?);
     let (poll, spin, fx) = (rows[0], rows[1], rows[2]);
     println!(
         "in this run: polling woke up after {} the futex's time and burned {} its CPU; spinning burned {} the CPU of polling",
@@ -142,4 +147,31 @@ pub fn cost_of_waiting(wait_ms: u64, rounds: u32) -> Result<()> {
         ),
     );
     Ok(())
+}
+
+/// The figure's file name under the book's charts directory.
+const FIGURE: &str = "synchronization-cpu-per-wait.svg";
+
+/// The CPU each way burned while it waited (the medians the finding compares), on a log scale:
+/// a spinner burns its whole wait, a futex waiter microseconds.
+fn cpu_chart(
+    labels: &[&str],
+    rows: &[(u64, u64, u64)],
+    wait_ms: u64,
+    rounds: u32,
+) -> Result<String> {
+    let groups: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
+    let cpu_us = rows.iter().map(|r| Some(r.1 as f64 / 1e3)).collect();
+    let axes = Axes {
+        x: "way of waiting",
+        y: "CPU time burned (µs, log scale)",
+        legend: SeriesLabelPosition::UpperRight,
+    };
+    bars_svg(
+        &format!("CPU burned while a child waits {wait_ms} ms for a flag (median of {rounds})"),
+        &groups,
+        &[("CPU time while waiting".to_string(), cpu_us)],
+        &axes,
+        true,
+    )
 }

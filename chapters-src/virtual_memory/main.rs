@@ -1,6 +1,7 @@
 //! Chapter 1, "Virtual memory": every address a program uses is virtual, private to its process,
 //! and backed by RAM only where it has been touched.
 
+mod address_space_figure;
 mod aslr_layout_moves_every_run;
 mod fork_one_address_two_values;
 mod maps_where_things_live;

@@ -1,5 +1,6 @@
 //! Where each kind of value lives: this process's own /proc/self/maps, annotated.
 
+use crate::address_space_figure;
 use anyhow::{Context, Result};
 use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};
 use procfs::process::MMapPath;
@@ -118,6 +119,14 @@ pub fn maps_where_things_live() -> Result<()> {
             .sum();
         println!("  {kind:<18} {:>10}", kb(total));
     }
+    let marks: Vec<(&str, u64)> = wanted
+        .iter()
+        .map(|(what, addr, _)| (*what, *addr))
+        .collect();
+    vmbook::figure::save(
+        address_space_figure::NAME,
+        &address_space_figure::address_space_svg(&rows, &marks),
+    );
     vmbook::pause::here(
         "the values above exist; compare with the kernel's own listing",
         &["cat /proc/PID/maps", "grep -A3 heap /proc/PID/smaps"],
@@ -158,12 +167,12 @@ pub fn maps_where_things_live() -> Result<()> {
 }
 
 /// One row of the table: one mapping (a program's or library's data including its `.bss`).
-struct Row {
-    start: u64,
-    end: u64,
-    perms: String,
-    kind: &'static str,
-    name: String,
+pub struct Row {
+    pub start: u64,
+    pub end: u64,
+    pub perms: String,
+    pub kind: &'static str,
+    pub name: String,
 }
 
 /// /proc/self/maps as rows. Zero-filled data a program or library declares without a value (its
