@@ -197,7 +197,7 @@ fn compare(
     for finding in mine {
         let matched = unused
             .iter_mut()
-            .find(|a| a.is_some_and(|a| a.claim == finding.claim))
+            .find(|a| a.is_some_and(|a| same_claim(&a.claim, &finding.claim)))
             .and_then(Option::take);
         let compared = match matched {
             None => Compared::NotInAccepted,
@@ -207,9 +207,9 @@ fn compare(
         let explained_by = (compared != Compared::Same)
             .then(|| {
                 variants.iter().find(|(_, found)| {
-                    found
-                        .iter()
-                        .any(|f| f.claim == finding.claim && f.verdict == finding.verdict)
+                    found.iter().any(|f| {
+                        same_claim(&f.claim, &finding.claim) && f.verdict == finding.verdict
+                    })
                 })
             })
             .flatten()
@@ -236,6 +236,53 @@ fn compare(
         });
     }
     rows
+}
+
+/// Whether this run's `claim` is the `accepted` one. A claim may name an option's value (`a 1 ms
+/// poller`), which the snapshots redact like any varying value (`a [TIME] poller`): a placeholder
+/// of that form (`[TIME]`, `[SIZE]`, `[ADDR]`, ...) stands for any text that is not empty.
+fn same_claim(accepted: &str, claim: &str) -> bool {
+    if accepted == claim {
+        return true;
+    }
+    // The accepted claim as literal pieces, split at the placeholders.
+    let mut pieces = Vec::new();
+    let mut rest = accepted;
+    while let Some(open) = rest.find('[') {
+        let close = rest[open..].find(']').map(|c| open + c);
+        match close {
+            Some(close)
+                if close > open + 1
+                    && rest[open + 1..close]
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase()) =>
+            {
+                pieces.push(&rest[..open]);
+                rest = &rest[close + 1..];
+            }
+            _ => return false, // a bracket that is no placeholder: the claims differ
+        }
+    }
+    pieces.push(rest);
+    if pieces.len() == 1 {
+        return false;
+    }
+    let (first, last) = (pieces[0], pieces[pieces.len() - 1]);
+    if !claim.starts_with(first) || !claim[first.len()..].ends_with(last) {
+        return false;
+    }
+    // Each placeholder takes at least one character, each middle piece its first match after it.
+    let mut at = first.len();
+    let end = claim.len() - last.len();
+    for piece in &pieces[1..pieces.len() - 1] {
+        let between = &claim[at..end];
+        let skip = between.chars().next().map_or(0, char::len_utf8);
+        match between[skip..].find(piece) {
+            Some(i) if skip > 0 => at += skip + i + piece.len(),
+            _ => return false,
+        }
+    }
+    end > at
 }
 
 /// Text as HTML: the five characters that could end an element, an attribute or an entity.
@@ -472,5 +519,35 @@ fn cell(finding: Option<&Finding>, absent: &str) -> String {
             escape(&f.evidence)
         ),
         None => format!("<em>{}</em>", escape(absent)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_claim;
+
+    #[test]
+    fn a_placeholder_stands_for_any_value() {
+        let accepted = "a spinner burns the most CPU, a [TIME] poller less";
+        assert!(same_claim(
+            accepted,
+            "a spinner burns the most CPU, a 1 ms poller less"
+        ));
+        assert!(same_claim(
+            accepted,
+            "a spinner burns the most CPU, a 2.5 µs poller less"
+        ));
+        assert!(!same_claim(
+            accepted,
+            "a spinner burns the most CPU, a  poller less"
+        ));
+        assert!(!same_claim(
+            accepted,
+            "a spinner burns the most CPU, a 1 ms poller more"
+        ));
+        assert!(same_claim("[N] of [N] pages", "3 of 4 pages"));
+        assert!(!same_claim("[N] of [N] pages", "3 of  pages"));
+        assert!(!same_claim("plain [claim]", "plain text"));
+        assert!(same_claim("plain", "plain"));
     }
 }

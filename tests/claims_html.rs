@@ -82,6 +82,7 @@ fn the_page_lists_every_finding_beside_the_accepted_one() {
     }
     assert!(listed > 0, "claims listed no finding:\n{stdout}");
     // ... and so is every claim the book accepted, each next to its directive's run.
+    let placeholder = regex::Regex::new(r"\\\[[A-Z]+\\\]").unwrap();
     for directive in support::directives() {
         let location = format!("({})", directive.location());
         assert!(
@@ -97,9 +98,15 @@ fn the_page_lists_every_finding_beside_the_accepted_one() {
             "the page does not name {name}.snap as the accepted run of {location}"
         );
         for finding in vmbook::book::findings(&accepted) {
+            // The row shows this run's claim where it names a value the snapshot redacted.
             let claim = finding.expect("a finding of known form").claim;
+            let pattern = regex::Regex::new(&format!(
+                "^{}$",
+                placeholder.replace_all(&regex::escape(&escape(&claim)), ".+")
+            ))
+            .unwrap();
             assert!(
-                html.contains(&format!("<th scope=\"row\">{}</th>", escape(&claim))),
+                heads.iter().any(|h| pattern.is_match(h)),
                 "the accepted claim `{claim}` of {name} is not on the page"
             );
         }
@@ -113,6 +120,16 @@ fn the_page_lists_every_finding_beside_the_accepted_one() {
     let caps = tally.captures(&html).expect("the tally line");
     let counted: usize = (1..=4).map(|i| caps[i].parse::<usize>().unwrap()).sum();
     assert_eq!(counted, rows, "the tally does not count the rows");
+    // Verdicts may differ from the accepted run (a timing claim on a busy machine), claims may not:
+    // every claim the programs print is one the book accepted, with any value it names redacted.
+    // (On the reference configuration; elsewhere a recorded variant may print fewer claims.)
+    if html.contains("were accepted on: none.") {
+        assert_eq!(
+            (&caps[3], &caps[4]),
+            ("0", "0"),
+            "claims this run printed are not matched with the accepted ones"
+        );
+    }
     println!("{}: {rows} findings compared; {}", page.display(), &caps[0]);
     let _ = std::fs::remove_dir_all(&dir);
 }
