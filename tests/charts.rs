@@ -81,6 +81,22 @@ const LABELS: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// The values a figure shows that its run also printed: (figure, chapter page, pattern whose first
+/// group must appear in that page's output). Start addresses of mappings and frame numbers differ in
+/// every run, so finding them in the page shows the figure and the output come from one run.
+const SAME_RUN: &[(&str, &str, &str)] = &[
+    (
+        "virtual-memory-address-space.svg",
+        "virtual-memory.html",
+        r"^(0x[0-9a-f]+)$",
+    ),
+    (
+        "copy-on-write-frames.svg",
+        "copy-on-write.html",
+        r"^PFN (0x[0-9a-f]+)$",
+    ),
+];
+
 /// A figure line of the book: where it is, its alt text and its file name under charts/.
 struct FigureLine {
     place: String,
@@ -220,6 +236,24 @@ fn every_figure_in_the_book_is_drawn_by_the_build() {
                 Ok(text) => problems.extend(missing_labels(&f.name, &text)),
                 Err(why) => problems.push(why),
             }
+        }
+    }
+    for (name, page, pattern) in SAME_RUN {
+        let svg = std::fs::read_to_string(out.join("charts").join(name)).unwrap_or_default();
+        let html = std::fs::read_to_string(out.join(page)).unwrap_or_default();
+        let value = Regex::new(pattern).unwrap();
+        let shown: Vec<String> = svg_text(name, &svg)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| Some(value.captures(line)?[1].to_string()))
+            .collect();
+        if shown.is_empty() && !svg.contains("frame numbers hidden") {
+            problems.push(format!("{name}: no value matching {pattern}"));
+        }
+        for v in shown.iter().filter(|v| !html.contains(v.as_str())) {
+            problems.push(format!(
+                "{name}: {v} is not in the output on {page}: another run drew it"
+            ));
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
