@@ -89,13 +89,25 @@ fn gap_label(above: &Band, below: &Band) -> String {
     }
 }
 
+/// What a band is: region, file, and its permissions (several mappings: how many).
+fn label(band: &Band) -> String {
+    let row = band.row;
+    let detail = if band.mappings > 1 {
+        format!("{} mappings", band.mappings)
+    } else {
+        row.perms.clone()
+    };
+    format!("{} {} ({detail})", row.kind, row.name)
+}
+
 /// The figure: `rows` as `maps` read them (lowest address first), and `marks`, the variables
 /// (what, address) whose mapping gets an arrow.
 pub fn address_space_svg(rows: &[Row], marks: &[(&str, u64)]) -> String {
     const BAR_X: f64 = 170.0;
     const BAR_MAX: f64 = 270.0;
     const LABEL_X: f64 = 500.0;
-    const MARK_X: f64 = 740.0;
+    // About the width of one character of 11px sans-serif: columns move right of long file names.
+    const CHAR_W: f64 = 5.6;
     const BAND_H: f64 = 22.0;
     const GAP_H: f64 = 14.0;
     let bands = bands(rows);
@@ -107,7 +119,23 @@ pub fn address_space_svg(rows: &[Row], marks: &[(&str, u64)]) -> String {
     let gaps = bands.windows(2).filter(|w| w[1].start > w[0].end).count();
     let top = 86.0;
     let height = top + bands.len() as f64 * BAND_H + gaps as f64 * GAP_H + 20.0;
-    let mut svg = Svg::new(960, height as u32);
+    let labels: Vec<String> = bands.iter().map(label).collect();
+    let held: Vec<String> = bands
+        .iter()
+        .map(|band| {
+            let inside = marks
+                .iter()
+                .filter(|(_, addr)| (band.start..band.end).contains(addr));
+            let arrows: Vec<String> = inside
+                .map(|(what, addr)| format!("\u{2190} {what} at {addr:#x}"))
+                .collect();
+            arrows.join("; ")
+        })
+        .collect();
+    let widest = |texts: &[String]| texts.iter().map(|t| t.chars().count()).max().unwrap_or(0);
+    let mark_x = (LABEL_X + widest(&labels) as f64 * CHAR_W + 16.0).max(740.0);
+    let width = (mark_x + widest(&held) as f64 * CHAR_W + 12.0).max(960.0);
+    let mut svg = Svg::new(width as u32, height as u32);
     svg.text(
         12.0,
         22.0,
@@ -119,7 +147,7 @@ pub fn address_space_svg(rows: &[Row], marks: &[(&str, u64)]) -> String {
     svg.text(BAR_X, 44.0, 11, "start", "size (log scale)");
     svg.text(12.0, 74.0, 11, "start", "start address");
     svg.text(LABEL_X, 74.0, 11, "start", "region and file");
-    svg.text(MARK_X, 74.0, 11, "start", "holds");
+    svg.text(mark_x, 74.0, 11, "start", "holds");
     let mut tick = page_size() as u64;
     while tick as f64 <= largest {
         let x = BAR_X + length(tick);
@@ -143,27 +171,10 @@ pub fn address_space_svg(rows: &[Row], marks: &[(&str, u64)]) -> String {
                 color(row.kind)
             ),
         );
-        // A band of several mappings has several permissions: say how many mappings instead.
-        let detail = if band.mappings > 1 {
-            format!("{} mappings", band.mappings)
-        } else {
-            row.perms.clone()
-        };
         svg.text(BAR_X + w + 6.0, y + 15.0, 10, "start", &approx(band.size));
-        svg.text(
-            LABEL_X,
-            y + 15.0,
-            11,
-            "start",
-            &format!("{} {} ({detail})", row.kind, row.name),
-        );
-        let held: Vec<String> = marks
-            .iter()
-            .filter(|(_, addr)| (band.start..band.end).contains(addr))
-            .map(|(what, addr)| format!("\u{2190} {what} at {addr:#x}"))
-            .collect();
-        if !held.is_empty() {
-            svg.text(MARK_X, y + 15.0, 11, "start", &held.join("; "));
+        svg.text(LABEL_X, y + 15.0, 11, "start", &labels[i]);
+        if !held[i].is_empty() {
+            svg.text(mark_x, y + 15.0, 11, "start", &held[i]);
         }
         y += BAND_H;
         if let Some(below) = i.checked_sub(1).map(|j| &bands[j]) {
