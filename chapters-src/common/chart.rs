@@ -43,6 +43,15 @@ fn log_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     }
 }
 
+/// A tick label without trailing zeros: `1000`, `0.5`, `0.01`.
+fn tick(v: &f64) -> String {
+    if v.abs() >= 1.0 || *v == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.3}").trim_end_matches('0').to_string()
+    }
+}
+
 /// Lines with points on log-log axes, one panel per (title, series), side by side on one scale.
 /// Colours follow each series' position, so a series keeps its colour from panel to panel.
 pub fn log_lines_svg(panels: &[(String, Vec<Series>)], axes: &Axes) -> Result<String> {
@@ -68,6 +77,8 @@ pub fn log_lines_svg(panels: &[(String, Vec<Series>)], axes: &Axes) -> Result<St
                 .context("plotters: chart")?;
             chart
                 .configure_mesh()
+                .x_label_formatter(&tick)
+                .y_label_formatter(&tick)
                 .x_desc(axes.x)
                 .y_desc(axes.y)
                 .draw()
@@ -168,6 +179,7 @@ where
                 String::new()
             }
         })
+        .y_label_formatter(&tick)
         .x_desc(axes.x)
         .y_desc(axes.y)
         .draw()
