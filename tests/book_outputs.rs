@@ -54,9 +54,8 @@ fn main() {
 fn check(directive: &Directive) -> Result<(), Failed> {
     let (bin, args) = directive.parsed.as_ref().unwrap();
     let tag = fresh_tag();
-    let output = run(bin, args, &tag);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let output = run(bin, args, &tag).map_err(|why| format!("{}: {why}", directive.location()))?;
+    let (stdout, stderr) = (&output.stdout, &output.stderr);
     if !output.status.success() {
         return Err(format!(
             "{}: `{bin}` exited with {} (the book build would show a cmdrun error)\nstdout:\n{stdout}\nstderr:\n{stderr}",
@@ -73,8 +72,8 @@ fn check(directive: &Directive) -> Result<(), Failed> {
         return Err(format!("{}: left in /dev/shm: {left:?}", directive.location()).into());
     }
     let name = directive.snapshot_name();
-    let snapshot = redact(&stdout);
-    log_findings(&name, &stdout);
+    let snapshot = redact(stdout);
+    log_findings(&name, stdout);
     let dir = environment::snapshot_dir();
     let machine = environment::differences();
     let envs = environment::environments();

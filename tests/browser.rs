@@ -1,45 +1,33 @@
 //! The rendered book in a real browser, as a reader sees it.
 //!
-//! Builds the book (in-process, like `whole_book.rs`, into its own `target/browser-book`), serves
-//! it on 127.0.0.1 from a tiny HTTP server in this test, and opens every page `book/SUMMARY.md`
-//! links to in headless Chromium (a fresh, empty profile; no background networking). For each page:
-//! the title; for each chapter, every output block present and not empty, no `cmdrun error`, every
-//! image (SVG charts) loaded; mdBook's search (`?search=TERM`) finds a word that appears only in
-//! that chapter's program output, and only there; print.html holds every chapter. One screenshot
-//! per page goes to `target/screenshots/`.
+//! Builds the book (in-process, like `whole_book.rs`, into its own `target/browser-book`) and opens
+//! every page `book/SUMMARY.md` links to in one headless Chromium, driven over the DevTools
+//! protocol (`headless_chrome`; a fresh, empty profile, no background networking), from the built
+//! files, as a reader opens `target/book/index.html`. What is checked is what the browser
+//! rendered, read from its DOM after the page's scripts ran. For each page: the title; for each
+//! chapter, every output block present and not empty, no `cmdrun error`; every `<img>` loaded and
+//! decoded (`naturalWidth > 0`), and a screenshot of each (of its `<figure>`, if it has one) in
+//! `target/screenshots/PAGE--N-IMAGE.png`; mdBook's search (`?search=TERM`) finds a word that
+//! appears only in that chapter's program output, and only there; print.html holds every chapter.
 //!
 //! Without Chromium the test says so and passes, unless `CI` is set: `.ci/run` installs it.
 
 mod reader;
 mod support;
 
+use headless_chrome::protocol::cdp::Page as Cdp;
+use headless_chrome::{Browser, LaunchOptions, Tab};
 use reader::{chapters, Chapter};
-use regex::Regex;
+use serde_json::Value;
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vmbook::book::banner;
 
-/// Written into every HTML page the test server sends: after `load`, a hidden `<pre>` lists each
-/// image and whether the browser could decode it.
-const PROBE: &str = r#"<script>
-window.addEventListener('load', function () {
-  var lines = ['probe: loaded'];
-  document.querySelectorAll('img').forEach(function (img) {
-    var ok = img.complete && img.naturalWidth > 0;
-    lines.push((ok ? 'image ok ' : 'image BROKEN ') + img.getAttribute('src'));
-  });
-  var pre = document.createElement('pre');
-  pre.id = 'vmbook-probe';
-  pre.hidden = true;
-  pre.textContent = lines.join('\n');
-  document.body.appendChild(pre);
-});
-</script>"#;
+/// How long one page may take to load, or one script in it to answer.
+const PAGE_LIMIT: Duration = Duration::from_secs(30);
 
 #[test]
 fn every_page_in_a_real_browser() {
@@ -48,66 +36,75 @@ fn every_page_in_a_real_browser() {
         return;
     };
     let started = Instant::now();
-    let root = support::root();
     let out = support::build_book("browser-book");
     let built = started.elapsed();
-    let server = Server::start(out.clone());
-    let shots = root.join("target/screenshots");
+    // Only this run's screenshots: the files are the figures the book shows.
+    let shots = support::root().join("target/screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
     std::fs::create_dir_all(&shots).unwrap();
-    let browser = Browser { chromium };
+    let browser = Reader::start(&chromium, &out);
 
     let book_chapters = chapters();
     assert!(!book_chapters.is_empty(), "SUMMARY.md links to no page");
-    let texts: Vec<(String, String)> = book_chapters
-        .iter()
-        .map(|c| {
-            let html = std::fs::read_to_string(out.join(c.html())).unwrap_or_default();
-            (c.html(), html)
-        })
-        .collect();
-
     let mut problems = Vec::new();
-    let mut searched = 0;
     let mut report = Vec::new();
+    let mut screenshots = Vec::new();
+    let mut pages = Vec::new();
     for chapter in &book_chapters {
-        let page = chapter.html();
-        let shot = shots.join(page.replace(".html", ".png"));
-        let dom = match browser.open(&server.url(&page), Some(&shot)) {
-            Ok(dom) => dom,
+        let name = chapter.html();
+        let page = match browser.open(&name, "") {
+            Ok(page) => page,
             Err(why) => {
-                problems.push(format!("{page}: {why}"));
+                problems.push(format!("{name}: {why}"));
                 continue;
             }
         };
         let before = problems.len();
-        problems.extend(check_page(chapter, &dom, &server));
-        let mut line = format!("{page}: title, {} output blocks", chapter.directives.len());
-        let images = probe_text(&dom).map_or(0, |p| {
-            p.lines().filter(|l| l.starts_with("image ok ")).count()
-        });
-        if images > 0 {
-            line.push_str(&format!(", {images} images loaded"));
-        }
-
-        if !chapter.directives.is_empty() {
-            match search_only_here(&browser, &server, chapter, &texts) {
-                Ok(found) => {
-                    searched += 1;
-                    line.push_str(&found)
+        problems.extend(check_page(chapter, &page));
+        let mut line = format!("{name}: title, {} output blocks", chapter.directives.len());
+        match browser.images(&name, &shots) {
+            Ok(images) if images.is_empty() => {}
+            Ok(images) => {
+                let loaded = images.iter().filter(|i| i.problem.is_none()).count();
+                line.push_str(&format!(", {loaded} of {} images loaded", images.len()));
+                for image in images {
+                    match image.problem {
+                        Some(why) => problems.push(format!("{name}: image {}: {why}", image.src)),
+                        None => screenshots.extend(image.screenshot),
+                    }
                 }
-                // As the book grows, a chapter's output may share every long word with another
-                // page; search is still checked on the chapters that have one of their own.
-                Err(why) if why.starts_with(NO_UNIQUE_WORD) => {
-                    line.push_str(", search not tried (no word of its output is unique to it)")
-                }
-                Err(why) => problems.push(format!("{page}: {why}")),
             }
+            Err(why) => problems.push(format!("{name}: images: {why}")),
         }
-        if problems.len() == before {
-            report.push(line);
-        }
+        report.push((problems.len() == before).then_some(line));
+        pages.push(page);
     }
 
+    let mut searched = 0;
+    for (chapter, line) in book_chapters.iter().zip(&mut report) {
+        if chapter.directives.is_empty() {
+            continue;
+        }
+        match search_only_here(&browser, chapter, &pages) {
+            Ok(found) => {
+                searched += 1;
+                if let Some(line) = line {
+                    line.push_str(&found)
+                }
+            }
+            // As the book grows, a chapter's output may share every long word with another
+            // page; search is still checked on the chapters that have one of their own.
+            Err(why) if why.starts_with(NO_UNIQUE_WORD) => {
+                if let Some(line) = line {
+                    line.push_str(", search not tried (no word of its output is unique to it)")
+                }
+            }
+            Err(why) => {
+                problems.push(format!("{}: {why}", chapter.html()));
+                *line = None;
+            }
+        }
+    }
     let with_outputs = book_chapters
         .iter()
         .filter(|c| !c.directives.is_empty())
@@ -117,47 +114,75 @@ fn every_page_in_a_real_browser() {
             "search was checked on only {searched} of {with_outputs} pages with outputs"
         ));
     }
-    match browser.open(&server.url("print.html"), None) {
-        Ok(dom) => problems.extend(check_print_page(&book_chapters, &dom)),
+    match browser.open("print.html", "") {
+        Ok(print) => problems.extend(check_print_page(&book_chapters, &print)),
         Err(why) => problems.push(format!("print.html: {why}")),
     }
 
     eprintln!(
-        "browser test: {} pages checked in {:.1?} (book build {:.1?}); screenshots in {}",
+        "browser test: {} pages checked in {:.1?} (book build {:.1?}), in one Chromium",
         book_chapters.len(),
         started.elapsed(),
         built,
-        shots.display()
     );
-    for line in &report {
+    for line in report.iter().flatten() {
         eprintln!("  {line}");
+    }
+    eprintln!("screenshots of the {} figures:", screenshots.len());
+    for shot in &screenshots {
+        eprintln!("  {}", shot.display());
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// What the browser shows of one page, read from its DOM once its scripts have run.
+struct Page {
+    /// `virtual-memory.html`
+    name: String,
+    title: String,
+    /// The text of every `<code>` element (blocks and inline), as the reader sees it.
+    code: Vec<String>,
+    /// The text of `<main>` (the page without the sidebar), lowercase.
+    text: String,
+    /// The same without the `<pre>` blocks: the prose, lowercase.
+    prose: String,
+    /// The text of each `<h1>`.
+    headings: Vec<String>,
+    cmdrun_error: bool,
+}
+
+/// Run in a page: the facts [`Page`] holds, as JSON.
+const FACTS: &str = r#"(() => {
+  const main = document.querySelector('main') || document.body;
+  const prose = main.cloneNode(true);
+  prose.querySelectorAll('pre').forEach(pre => pre.remove());
+  return JSON.stringify({
+    title: document.title,
+    code: Array.from(document.querySelectorAll('code'), code => code.textContent),
+    text: main.textContent,
+    prose: prose.textContent,
+    headings: Array.from(document.querySelectorAll('h1'), h => h.textContent.trim()),
+    cmdrun_error: document.documentElement.outerHTML.includes('cmdrun error'),
+  });
+})()"#;
 
 const NO_UNIQUE_WORD: &str = "no word of its program output is unique to it: nothing to search for";
 
 /// Searches (`index.html?search=WORD`) for words only this chapter's output has, until one leads
 /// to this chapter and nowhere else.
-fn search_only_here(
-    browser: &Browser,
-    server: &Server,
-    chapter: &Chapter,
-    texts: &[(String, String)],
-) -> Result<String, String> {
-    let page = chapter.html();
-    let words = unique_output_words(chapter, texts);
+fn search_only_here(browser: &Reader, chapter: &Chapter, pages: &[Page]) -> Result<String, String> {
+    let name = chapter.html();
+    let words = unique_output_words(&name, pages);
     if words.is_empty() {
         return Err(NO_UNIQUE_WORD.into());
     }
     let mut tried = Vec::new();
     for word in words {
-        let dom = browser.open(&server.url(&format!("index.html?search={word}")), None)?;
-        let results = search_results(&dom);
+        let results = browser.search(&word)?;
         // Appendix B restates the claims, so it may be found beside the chapter.
-        if results.contains(&page) && results.iter().all(|r| *r == page || r == "findings.html") {
+        if results.contains(&name) && results.iter().all(|r| *r == name || r == "findings.html") {
             return Ok(format!(
-                ", search `{word}` -> {} result(s), all in {page}",
+                ", search `{word}` -> {} result(s), all in {name}",
                 results.len()
             ));
         }
@@ -169,95 +194,57 @@ fn search_only_here(
     ))
 }
 
-/// The title, the output blocks, no `cmdrun error`, and images, in what the browser rendered.
-fn check_page(chapter: &Chapter, dom: &str, server: &Server) -> Vec<String> {
-    let page = chapter.html();
+/// The title, the output blocks and no `cmdrun error`.
+fn check_page(chapter: &Chapter, page: &Page) -> Vec<String> {
+    let name = &page.name;
     let mut problems = Vec::new();
-    let title = Regex::new(r"(?s)<title>(.*?)</title>").unwrap();
-    let shown = title
-        .captures(dom)
-        .map(|c| decode(c[1].trim()))
-        .unwrap_or_default();
-    if !shown.starts_with(&format!("{} - ", chapter.title)) {
+    if !page.title.starts_with(&format!("{} - ", chapter.title)) {
         problems.push(format!(
-            "{page}: title is {shown:?}, not \"{} - <book title>\"",
-            chapter.title
+            "{name}: title is {:?}, not \"{} - <book title>\"",
+            page.title, chapter.title
         ));
     }
-    if dom.contains("cmdrun error") {
-        problems.push(format!("{page}: shows a `cmdrun error`"));
+    if page.cmdrun_error {
+        problems.push(format!("{name}: shows a `cmdrun error`"));
     }
-    let blocks = code_blocks(dom);
     for directive in &chapter.directives {
         let Ok((bin, args)) = &directive.parsed else {
             continue;
         };
         let banner = banner(bin, args);
-        let found = blocks.iter().find(|b| b.lines().next() == Some(&banner));
+        let found = page.code.iter().find(|b| b.lines().next() == Some(&banner));
         match found {
             None => problems.push(format!(
-                "{page}: no output block for {} (`{banner}`)",
+                "{name}: no output block for {} (`{banner}`)",
                 directive.location()
             )),
             Some(block) if block.lines().skip(1).all(|l| l.trim().is_empty()) => {
                 problems.push(format!(
-                    "{page}: the output block of {} is empty",
+                    "{name}: the output block of {} is empty",
                     directive.location()
                 ))
             }
             Some(_) => {}
         }
     }
-    // Every image the page shows was fetched, and the browser could decode it.
-    match probe_text(dom) {
-        None => problems.push(format!(
-            "{page}: the page's load event never fired (probe missing)"
-        )),
-        Some(probe) => {
-            for line in probe.lines() {
-                if let Some(src) = line.strip_prefix("image BROKEN ") {
-                    problems.push(format!("{page}: image {src} did not load"));
-                } else if let Some(src) = line.strip_prefix("image ok ") {
-                    if src.ends_with(".svg") && !server.served_ok(src) {
-                        problems.push(format!("{page}: {src} was not served"));
-                    }
-                }
-            }
-        }
-    }
     problems
 }
 
-/// What the probe script wrote into the page once it had loaded.
-fn probe_text(dom: &str) -> Option<String> {
-    dom.split("<pre id=\"vmbook-probe\"")
-        .nth(1)
-        .and_then(|p| p.split_once('>'))
-        .map(|(_, rest)| decode(rest.split("</pre>").next().unwrap_or("")))
-}
-
 /// print.html holds every chapter: its title as a heading and each of its outputs.
-fn check_print_page(chapters: &[Chapter], dom: &str) -> Vec<String> {
+fn check_print_page(chapters: &[Chapter], print: &Page) -> Vec<String> {
     let mut problems = Vec::new();
-    let text = decode(&strip_tags(dom));
-    let blocks = code_blocks(dom);
     for chapter in chapters {
-        let heading = Regex::new(&format!(
-            r"(?s)<h1[^>]*>(?:<a[^>]*>)?\s*{}\s*(?:</a>)?</h1>",
-            regex::escape(&encode(&chapter_heading(chapter)))
-        ))
-        .unwrap();
-        if !heading.is_match(dom) {
+        let heading = chapter_heading(chapter);
+        if !print.headings.contains(&heading) {
             problems.push(format!(
-                "print.html: no heading \"{}\" ({})",
-                chapter_heading(chapter),
+                "print.html: no heading \"{heading}\" ({})",
                 chapter.file.display()
             ));
         }
         for directive in &chapter.directives {
             if let Ok((bin, args)) = &directive.parsed {
                 let banner = banner(bin, args);
-                if !blocks.iter().any(|b| b.starts_with(&banner)) {
+                if !print.code.iter().any(|b| b.starts_with(&banner)) {
                     problems.push(format!(
                         "print.html: no output of {} (`{banner}`)",
                         directive.location()
@@ -266,7 +253,7 @@ fn check_print_page(chapters: &[Chapter], dom: &str) -> Vec<String> {
             }
         }
     }
-    if text.contains("cmdrun error") {
+    if print.cmdrun_error {
         problems.push("print.html: shows a `cmdrun error`".into());
     }
     problems
@@ -283,51 +270,26 @@ fn chapter_heading(chapter: &Chapter) -> String {
         .to_string()
 }
 
-/// The text of every `<code>` element (blocks and inline), as the reader sees it. (In the browser,
-/// mdBook's script puts its copy button inside `<pre>`, before `<code>`.)
-fn code_blocks(dom: &str) -> Vec<String> {
-    let code = Regex::new(r"(?s)<code[^>]*>(.*?)</code>").unwrap();
-    code.captures_iter(dom)
-        .map(|c| decode(&strip_tags(&c[1])))
-        .collect()
-}
-
-/// The pages the search results link to, in order (`virtual-memory.html`).
-fn search_results(dom: &str) -> Vec<String> {
-    let list = dom
-        .split("<ul id=\"searchresults\"")
-        .nth(1)
-        .and_then(|s| s.split("</ul>").next())
-        .unwrap_or("");
-    let link = Regex::new(r#"<li>\s*<a href="([^"?#]*)"#).unwrap();
-    link.captures_iter(list).map(|c| c[1].to_string()).collect()
-}
-
-/// Up to three words of the chapter's program output (in an output block, six letters or more)
+/// Up to three words of the page's program output (in an output block, six letters or more)
 /// whose stem appears on no other page: mdBook's search stems words and matches prefixes, so only
 /// such a word must lead to this chapter alone. Words the chapter's prose does not use come first:
 /// the search can then only have found the program's output.
-fn unique_output_words(chapter: &Chapter, pages: &[(String, String)]) -> Vec<String> {
-    let Some((_, own)) = pages.iter().find(|(p, _)| *p == chapter.html()) else {
+fn unique_output_words(name: &str, pages: &[Page]) -> Vec<String> {
+    let Some(own) = pages.iter().find(|p| p.name == name) else {
         return Vec::new();
     };
-    let others: String = pages
+    let others: Vec<&str> = pages
         .iter()
         // Appendix B restates every chapter's claims, so it is not "another chapter" here.
-        .filter(|(p, _)| *p != chapter.html() && p != "findings.html")
-        .map(|(_, html)| decode(&strip_tags(html)).to_lowercase())
-        .collect::<Vec<_>>()
-        .join("\n");
-    let outputs: Vec<String> = code_blocks(own)
-        .into_iter()
-        .filter(|b| b.starts_with("$ cargo run --bin ") && b.lines().count() > 1)
+        .filter(|p| p.name != name && p.name != "findings.html")
+        .map(|p| p.text.as_str())
         .collect();
-    let prose = Regex::new(r"(?s)<pre.*?</pre>")
-        .unwrap()
-        .replace_all(own, " ");
-    let prose = decode(&strip_tags(&prose)).to_lowercase();
+    let outputs = own
+        .code
+        .iter()
+        .filter(|b| b.starts_with("$ cargo run --bin ") && b.lines().count() > 1);
     let mut candidates = BTreeSet::new();
-    for block in &outputs {
+    for block in outputs {
         for token in block.split(|c: char| c.is_whitespace() || c == '-') {
             let word = token
                 .trim_matches(|c: char| !c.is_ascii_alphanumeric())
@@ -336,9 +298,9 @@ fn unique_output_words(chapter: &Chapter, pages: &[(String, String)]) -> Vec<Str
                 continue;
             }
             let stem = rough_stem(&word);
-            if stem.len() >= 4 && !others.contains(stem) {
+            if stem.len() >= 4 && !others.iter().any(|text| text.contains(stem)) {
                 // Sorted: first the words the prose never uses, then the rest.
-                candidates.insert((prose.contains(stem), word.len() != stem.len(), word));
+                candidates.insert((own.prose.contains(stem), word.len() != stem.len(), word));
             }
         }
     }
@@ -362,88 +324,242 @@ fn rough_stem(word: &str) -> &str {
         .unwrap_or(word)
 }
 
-fn strip_tags(html: &str) -> String {
-    let without_scripts = Regex::new(r"(?s)<script.*?</script>|<style.*?</style>")
-        .unwrap()
-        .replace_all(html, " ");
-    Regex::new(r"<[^>]*>")
-        .unwrap()
-        .replace_all(&without_scripts, "")
-        .into_owned()
+/// One headless Chromium, and the one tab every page is opened in, reading the built book.
+struct Reader {
+    /// Owns the browser process: dropping it ends Chromium and removes its profile.
+    _browser: Browser,
+    tab: Arc<Tab>,
+    book: PathBuf,
 }
 
-fn decode(text: &str) -> String {
-    text.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&#x27;", "'")
-        .replace("&nbsp;", " ")
-        .replace("&amp;", "&")
+/// One `<img>` of a page: loaded, decoded and photographed, or why not.
+struct Image {
+    src: String,
+    problem: Option<String>,
+    screenshot: Option<PathBuf>,
 }
 
-fn encode(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
+/// Run in a page: once it has loaded, its address.
+const LOADED: &str = r#"new Promise(answer => {
+  if (document.readyState === 'complete') answer(location.href);
+  else window.addEventListener('load', () => answer(location.href));
+})"#;
 
-/// Headless Chromium, started afresh for every page.
-struct Browser {
-    chromium: PathBuf,
-}
+/// Run in a page: waits (at most 10 s) until every image has loaded or failed, numbers each
+/// image's figure for its screenshot, and answers `N ok|BROKEN WIDTHxHEIGHT SRC` per image.
+const IMAGES: &str = r#"(async () => {
+  const images = Array.from(document.images);
+  const settled = Promise.all(images.map(img => { img.loading = 'eager'; return img.decode().catch(() => null); }));
+  await Promise.race([settled, new Promise(done => setTimeout(done, 10000))]);
+  return images.map((img, n) => {
+    (img.closest('figure') || img).setAttribute('data-vmbook-figure', n);
+    const ok = img.complete && img.naturalWidth > 0;
+    return n + (ok ? ' ok ' : ' BROKEN ') + img.naturalWidth + 'x' + img.naturalHeight + ' ' + img.getAttribute('src');
+  }).join('\n');
+})()"#;
 
-impl Browser {
-    /// Opens `url`, lets its scripts run, and returns the DOM; also saves a screenshot if asked.
-    fn open(&self, url: &str, screenshot: Option<&Path>) -> Result<String, String> {
-        let profile = std::env::temp_dir().join(format!(
-            "vmbook-chromium-{}-{}",
-            std::process::id(),
-            support::fresh_tag()
-        ));
-        std::fs::create_dir_all(&profile).unwrap();
-        let mut command = Command::new(&self.chromium);
-        command.args([
-            "--headless",
-            "--no-sandbox",
+/// Run in a page opened with `?search=WORD`: waits (at most 10 s) until mdBook's search has
+/// written its results header, and answers the pages its results link to, as JSON.
+const SEARCH_RESULTS: &str = r#"new Promise(answer => {
+  const start = Date.now();
+  (function poll() {
+    const header = document.getElementById('searchresults-header');
+    if (header && header.textContent.trim() !== '') {
+      const links = document.querySelectorAll('#searchresults > li > a');
+      answer(JSON.stringify(Array.from(links, a => a.getAttribute('href').split(/[?#]/)[0])));
+    } else if (Date.now() - start > 10000) answer('timeout');
+    else setTimeout(poll, 20);
+  })();
+})"#;
+
+impl Reader {
+    fn start(chromium: &Path, book: &Path) -> Reader {
+        let args: Vec<&OsStr> = [
             "--disable-gpu",
             "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
             "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
             "--hide-scrollbars",
-            "--window-size=1280,2400",
-            "--virtual-time-budget=5000",
-        ]);
-        command.arg(format!("--user-data-dir={}", profile.display()));
-        if let Some(path) = screenshot {
-            command.arg(format!("--screenshot={}", path.display()));
+        ]
+        .iter()
+        .map(OsStr::new)
+        .collect();
+        let options = LaunchOptions {
+            path: Some(chromium.to_path_buf()),
+            headless: true,
+            // As root (in CI, in containers) Chromium refuses to start with its sandbox.
+            sandbox: false,
+            window_size: Some((1280, 2400)),
+            idle_browser_timeout: Duration::from_secs(300),
+            args,
+            ..LaunchOptions::default()
+        };
+        let browser = Browser::new(options)
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromium.display()));
+        let tab = browser.new_tab().expect("a tab in chromium");
+        tab.set_default_timeout(PAGE_LIMIT);
+        // print.html prints itself once loaded; a reader's print dialog is of no use here.
+        tab.call_method(Cdp::AddScriptToEvaluateOnNewDocument {
+            source: "window.print = function () {};".into(),
+            world_name: None,
+            include_command_line_api: None,
+            run_immediately: None,
+        })
+        .expect("Page.addScriptToEvaluateOnNewDocument");
+        Reader {
+            _browser: browser,
+            tab,
+            book: book.to_path_buf(),
         }
-        command.arg("--dump-dom").arg(url);
-        let result = reader::run_with_limit(&mut command, Duration::from_secs(60));
-        let _ = std::fs::remove_dir_all(&profile);
-        let run = result?;
-        if !run.status.success() || run.stdout.trim().is_empty() {
-            let errors: Vec<&str> = run
-                .stderr
-                .lines()
-                .filter(|l| !l.contains("dbus") && !l.contains("unexpected operator"))
-                .collect();
-            return Err(format!(
-                "chromium exited with {} and printed {} bytes; stderr:\n{}",
-                run.status,
-                run.stdout.len(),
-                errors.join("\n")
-            ));
-        }
-        if let Some(path) = screenshot {
-            if !std::fs::metadata(path).is_ok_and(|m| m.len() > 1000) {
-                return Err(format!("no screenshot in {}", path.display()));
+    }
+
+    /// Opens `page` of the built book (with `query`, e.g. `search=x`) and waits for its `load`.
+    fn navigate(&self, page: &str, query: &str) -> Result<(), String> {
+        let mut url = url::Url::from_file_path(self.book.join(page))
+            .map_err(|()| format!("{} is not an absolute path", self.book.display()))?;
+        url.set_query((!query.is_empty()).then_some(query));
+        self.tab
+            .navigate_to(url.as_str())
+            .map_err(|e| format!("opening {url}: {e}"))?;
+        // Until the new document has loaded (a script may still find the one before it).
+        let started = Instant::now();
+        while self.evaluate(LOADED)? != url.as_str() {
+            if started.elapsed() > PAGE_LIMIT {
+                return Err(format!("{url} did not load within {PAGE_LIMIT:?}"));
             }
+            std::thread::sleep(Duration::from_millis(10));
         }
-        Ok(run.stdout)
+        Ok(())
+    }
+
+    /// Opens `page` and reads what it shows.
+    fn open(&self, page: &str, query: &str) -> Result<Page, String> {
+        self.navigate(page, query)?;
+        let facts: Value = serde_json::from_str(&self.evaluate(FACTS)?)
+            .map_err(|e| format!("reading {page}: {e}"))?;
+        let text = |key: &str| facts[key].as_str().unwrap_or_default().to_string();
+        let list = |key: &str| -> Vec<String> {
+            facts[key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        };
+        Ok(Page {
+            name: page.to_string(),
+            title: text("title"),
+            code: list("code"),
+            text: text("text").to_lowercase(),
+            prose: text("prose").to_lowercase(),
+            headings: list("headings"),
+            cmdrun_error: facts["cmdrun_error"].as_bool().unwrap_or(true),
+        })
+    }
+
+    /// The images of the page last opened (`page`): each loaded and decoded, or why not; each
+    /// loaded one photographed into `shots`.
+    fn images(&self, page: &str, shots: &Path) -> Result<Vec<Image>, String> {
+        let answer = self.evaluate(IMAGES)?;
+        let stem = page.trim_end_matches(".html").replace('/', "-");
+        let mut images = Vec::new();
+        for line in answer.lines().filter(|l| !l.is_empty()) {
+            let mut fields = line.splitn(4, ' ');
+            let (Some(n), Some(state), Some(size), Some(src)) =
+                (fields.next(), fields.next(), fields.next(), fields.next())
+            else {
+                return Err(format!("unexpected answer from the page: {line:?}"));
+            };
+            let mut image = Image {
+                src: src.to_string(),
+                problem: None,
+                screenshot: None,
+            };
+            if state != "ok" {
+                image.problem = Some(format!("did not load or decode ({size})"));
+                images.push(image);
+                continue;
+            }
+            let name = Path::new(src)
+                .file_stem()
+                .map_or("image".into(), |s| s.to_string_lossy().into_owned());
+            let file = shots.join(format!("{stem}--{n}-{name}.png"));
+            let taken = self.screenshot(&format!("[data-vmbook-figure='{n}']"));
+            match taken {
+                Ok(png) if png.len() > 100 => {
+                    std::fs::write(&file, png).unwrap();
+                    image.screenshot = Some(file);
+                }
+                Ok(png) => image.problem = Some(format!("its screenshot is {} bytes", png.len())),
+                Err(e) => image.problem = Some(format!("no screenshot: {e}")),
+            }
+            images.push(image);
+        }
+        Ok(images)
+    }
+
+    /// A PNG of the element `selector` finds, as the page shows it.
+    fn screenshot(&self, selector: &str) -> Result<Vec<u8>, String> {
+        // Where it is in the document (what the clip counts from), once in the middle of the window,
+        // clear of mdBook's menu bar.
+        let script = format!(
+            "(() => {{ const e = document.querySelector(\"{selector}\"); e.scrollIntoView({{ block: \"center\" }}); \
+             const r = e.getBoundingClientRect(); \
+             return [r.left + window.scrollX, r.top + window.scrollY, r.width, r.height].join(' '); }})()"
+        );
+        let rect: Vec<f64> = self
+            .evaluate(&script)?
+            .split(' ')
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        let [x, y, width, height] = rect[..] else {
+            return Err(format!("no position for {selector}: {rect:?}"));
+        };
+        if width < 1.0 || height < 1.0 {
+            return Err(format!("{selector} is {width}x{height} pixels"));
+        }
+        let shot = self
+            .tab
+            .call_method(Cdp::CaptureScreenshot {
+                format: Some(Cdp::CaptureScreenshotFormatOption::Png),
+                quality: None,
+                clip: Some(Cdp::Viewport {
+                    x,
+                    y,
+                    width,
+                    height,
+                    scale: 1.0,
+                }),
+                from_surface: Some(true),
+                capture_beyond_viewport: Some(true),
+                optimize_for_speed: None,
+            })
+            .map_err(|e| format!("screenshot of {selector}: {e}"))?;
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(shot.data)
+            .map_err(|e| format!("screenshot of {selector}: {e}"))
+    }
+
+    /// The pages mdBook's search lists for `word`, in order (`virtual-memory.html`).
+    fn search(&self, word: &str) -> Result<Vec<String>, String> {
+        self.navigate("index.html", &format!("search={word}"))?;
+        let answer = self.evaluate(SEARCH_RESULTS)?;
+        serde_json::from_str(&answer)
+            .map_err(|_| format!("searching `{word}`: no results header within 10 s ({answer})"))
+    }
+
+    /// Runs `script` in the page (awaiting a promise) and returns the string it answers.
+    fn evaluate(&self, script: &str) -> Result<String, String> {
+        let result = self
+            .tab
+            .evaluate(script, true)
+            .map_err(|e| format!("running a script in the page: {e}"))?;
+        result
+            .value
+            .as_ref()
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| format!("the page's script answered {result:?}"))
     }
 }
 
@@ -453,125 +569,4 @@ fn find_chromium() -> Option<PathBuf> {
         .iter()
         .flat_map(|name| std::env::split_paths(&path).map(move |dir| dir.join(name)))
         .find(|candidate| candidate.is_file())
-}
-
-/// A static file server for the built book on 127.0.0.1, on a free port, for this test only.
-struct Server {
-    port: u16,
-    /// Every request: (path, status).
-    log: Arc<Mutex<Vec<(String, u16)>>>,
-}
-
-impl Server {
-    fn start(dir: PathBuf) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let server_log = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let dir = dir.clone();
-                let log = Arc::clone(&server_log);
-                std::thread::spawn(move || {
-                    if let Some(entry) = serve(stream, &dir) {
-                        log.lock().unwrap().push(entry);
-                    }
-                });
-            }
-        });
-        Server { port, log }
-    }
-
-    fn url(&self, page: &str) -> String {
-        format!("http://127.0.0.1:{}/{page}", self.port)
-    }
-
-    fn served_ok(&self, src: &str) -> bool {
-        let name = src.trim_start_matches("./");
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|(path, status)| *status == 200 && path.trim_start_matches('/').ends_with(name))
-    }
-}
-
-/// Answers one HTTP request from the files in `dir`; returns what was asked and the status.
-fn serve(stream: TcpStream, dir: &Path) -> Option<(String, u16)> {
-    let mut reader = BufReader::new(stream.try_clone().ok()?);
-    let mut request = String::new();
-    reader.read_line(&mut request).ok()?;
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header).ok()? == 0 || header.trim().is_empty() {
-            break;
-        }
-    }
-    let target = request.split_whitespace().nth(1)?.to_string();
-    let path = target.split(['?', '#']).next().unwrap_or("/");
-    let path = percent_decode(path);
-    let mut file = dir.join(path.trim_start_matches('/'));
-    if path.ends_with('/') {
-        file.push("index.html");
-    }
-    let safe = !path.split('/').any(|part| part == "..");
-    let (status, body, kind) = match std::fs::read(&file) {
-        Ok(body) if safe => {
-            let kind = content_type(&file);
-            let body = if kind.starts_with("text/html") {
-                String::from_utf8_lossy(&body)
-                    .replacen("</body>", &format!("{PROBE}</body>"), 1)
-                    .into_bytes()
-            } else {
-                body
-            };
-            (200, body, kind)
-        }
-        _ => (404, b"not found".to_vec(), "text/plain"),
-    };
-    let mut stream = stream;
-    let head = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        if status == 200 { "OK" } else { "Not Found" },
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).ok()?;
-    stream.write_all(&body).ok()?;
-    Some((path, status))
-}
-
-fn percent_decode(path: &str) -> String {
-    let bytes = path.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-            if let Ok(byte) = u8::from_str_radix(hex, 16) {
-                out.push(byte);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn content_type(file: &Path) -> &'static str {
-    match file.extension().and_then(|e| e.to_str()).unwrap_or("") {
-        "html" => "text/html; charset=utf-8",
-        "css" => "text/css",
-        "js" => "application/javascript",
-        "json" => "application/json",
-        "svg" => "image/svg+xml",
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "woff" => "font/woff",
-        "woff2" => "font/woff2",
-        "ttf" => "font/ttf",
-        "ico" => "image/x-icon",
-        _ => "application/octet-stream",
-    }
 }

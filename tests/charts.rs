@@ -260,13 +260,15 @@ fn every_figure_in_the_book_is_drawn_by_the_build() {
 }
 
 /// Runs `bin args` from book/ with the figures directed to `figures`.
-fn run_with_figures(bin: &str, args: &[&str], figures: &Path) -> std::process::Output {
-    Command::new(support::binary(bin))
-        .args(args)
-        .current_dir(support::root().join("book"))
-        .env("VMBOOK_FIGURES", figures)
-        .output()
-        .unwrap_or_else(|e| panic!("start {bin}: {e}"))
+fn run_with_figures(bin: &str, args: &[&str], figures: &Path) -> support::runner::Finished {
+    support::runner::run(
+        Command::new(support::binary(bin))
+            .args(args)
+            .current_dir(support::root().join("book"))
+            .env("VMBOOK_FIGURES", figures),
+        support::PROGRAM_LIMIT,
+    )
+    .unwrap_or_else(|why| panic!("{why}"))
 }
 
 #[test]
@@ -278,20 +280,16 @@ fn a_figure_that_cannot_be_written_changes_only_stderr() {
     // No directory can be made under /proc, even by root.
     let refused = run_with_figures("copy-on-write", &args, Path::new("/proc/vmbook-figures"));
     for run in [&written, &refused] {
-        assert!(
-            run.status.success(),
-            "copy-on-write failed: {}",
-            String::from_utf8_lossy(&run.stderr)
-        );
+        assert!(run.status.success(), "copy-on-write failed: {}", run.stderr);
     }
     let svg = std::fs::read_to_string(dir.join("copy-on-write-frames.svg")).expect("the figure");
     svg_text("copy-on-write-frames.svg", &svg).unwrap();
     assert_eq!(
-        redact(&String::from_utf8_lossy(&written.stdout)),
-        redact(&String::from_utf8_lossy(&refused.stdout)),
+        redact(&written.stdout),
+        redact(&refused.stdout),
         "the output changed when the figure could not be written"
     );
-    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let stderr = &refused.stderr;
     assert!(
         stderr.contains("figure copy-on-write-frames.svg not written"),
         "no word on stderr about the figure: {stderr}"
@@ -303,17 +301,15 @@ fn a_figure_that_cannot_be_written_changes_only_stderr() {
 fn charts_written_to_out(bin: &str, args: &[&str], names: &[&str]) {
     let out = std::env::temp_dir().join(format!("vmbook-{bin}-chart-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let run = Command::new(support::binary(bin))
-        .args(args)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap_or_else(|e| panic!("start {bin}: {e}"));
-    assert!(
-        run.status.success(),
-        "{bin} failed: {}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let run = support::runner::run(
+        Command::new(support::binary(bin))
+            .args(args)
+            .arg("--out")
+            .arg(&out),
+        support::PROGRAM_LIMIT,
+    )
+    .unwrap_or_else(|why| panic!("{why}"));
+    assert!(run.status.success(), "{bin} failed: {}", run.stderr);
     let mut problems = Vec::new();
     for name in names {
         let path = out.join(name);

@@ -7,20 +7,21 @@
 mod support;
 
 use regex::Regex;
-use std::process::{Command, Stdio};
+use std::process::Command;
+use std::time::Duration;
 
 #[test]
 fn claims_runs_every_directive_and_this_machine_agrees() {
-    let output = Command::new(support::binary("claims"))
-        .current_dir(support::root())
-        // The directives run as in the tests' book build: this test run's binaries, each program
-        // once (an output it already printed in this environment is reused).
-        .envs(support::shim_environment())
-        .stdin(Stdio::null())
-        .output()
-        .expect("start claims");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let output = support::runner::run(
+        Command::new(support::binary("claims"))
+            .current_dir(support::root())
+            // The directives run as in the tests' book build: this test run's binaries, each
+            // program once (an output it already printed in this environment is reused).
+            .envs(support::shim_environment()),
+        Duration::from_secs(600),
+    )
+    .expect("claims");
+    let (stdout, stderr) = (&output.stdout, &output.stderr);
     assert!(
         output.status.success(),
         "claims exited with {}: some claim was refuted or a program failed on this machine\n\

@@ -9,10 +9,11 @@
 mod reader;
 mod support;
 
-use reader::{program_chapters, run_with_limit, Chapter};
+use reader::{program_chapters, Chapter};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
+use support::runner::run as run_with_limit;
 
 /// How long a "Try it" command may take: STYLE.md asks for "a few seconds"; this leaves room for a
 /// busy two-core machine.

@@ -17,11 +17,10 @@
 mod reader;
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+use support::runner::Running;
 
 /// The first build of a copy compiles the programs the copy changes; later, only an edited one.
 const SERVE_LIMIT: Duration = Duration::from_secs(10 * 60);
@@ -236,11 +235,15 @@ fn seed_target(root: &Path, copy: &Path) {
         std::fs::create_dir_all(to.join(dir)).unwrap();
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let mut command = Command::new("cp");
-            command.arg(if is_ours(&name) { "-a" } else { "-al" });
-            let status = command.arg(entry.path()).arg(to.join(dir)).status();
+            let copied = support::runner::run(
+                Command::new("cp")
+                    .arg(if is_ours(&name) { "-a" } else { "-al" })
+                    .arg(entry.path())
+                    .arg(to.join(dir)),
+                Duration::from_secs(120),
+            );
             assert!(
-                status.is_ok_and(|s| s.success()),
+                copied.is_ok_and(|run| run.status.success()),
                 "could not seed {} from {}",
                 to.display(),
                 entry.path().display()
@@ -256,45 +259,35 @@ fn free_port() -> u16 {
 
 /// `mdbook serve` on the copy, in its own process group, stopped (with whatever it started) on drop.
 struct Serve {
-    child: Child,
+    process: Running,
     log: PathBuf,
 }
 
 impl Serve {
     fn start(copy: &Path, tools: &Path, port: u16) -> Serve {
-        use std::os::unix::process::CommandExt;
         let path = std::env::join_paths(std::iter::once(tools.to_path_buf()).chain(
             std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
         ))
         .unwrap();
         let log = copy.join("../serve.log");
-        let child = Command::new(copy.join("scripts/book.sh"))
-            .args(["serve", "-n", "127.0.0.1", "-p", &port.to_string()])
-            .current_dir(copy)
-            .env("PATH", path)
-            .env("VMBOOK_TOOLS", tools.parent().unwrap())
-            .env("CARGO_TARGET_DIR", copy.join("target"))
-            .env_remove("VMBOOK_BIN_DIR")
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(std::fs::File::options().append(true).open(&log).unwrap())
-            .process_group(0)
-            .spawn()
-            .expect("start scripts/book.sh serve");
-        Serve { child, log }
+        let process = Running::start_logged(
+            Command::new(copy.join("scripts/book.sh"))
+                .args(["serve", "-n", "127.0.0.1", "-p", &port.to_string()])
+                .current_dir(copy)
+                .env("PATH", path)
+                .env("VMBOOK_TOOLS", tools.parent().unwrap())
+                .env("CARGO_TARGET_DIR", copy.join("target"))
+                .env_remove("VMBOOK_BIN_DIR"),
+            &log,
+        )
+        .expect("start scripts/book.sh serve");
+        Serve { process, log }
     }
 
     fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        reader::kill_group(&self.child);
-        let _ = self.child.wait();
     }
 }
 
@@ -313,7 +306,7 @@ fn wait_for(
                 return Ok(());
             }
         }
-        if reader::exited(&serve.child) {
+        if serve.process.exited() {
             return Err(format!("mdbook serve exited:\n{}", serve.log_tail()));
         }
         if started.elapsed() > limit {
@@ -326,20 +319,17 @@ fn wait_for(
     }
 }
 
-/// `GET /page` over HTTP/1.0 (no chunked encoding); the body if the status is 200.
+/// The body of `GET /page`, if the server answers 200 within 5 s.
 fn get(port: u16, page: &str) -> Option<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET /{page} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).ok()?;
-    let response = String::from_utf8_lossy(&response);
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200")
-        .then(|| body.to_string())
-        .or_else(|| head.starts_with("HTTP/1.0 200").then(|| body.to_string()))
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    agent
+        .get(&format!("http://127.0.0.1:{port}/{page}"))
+        .call()
+        .ok()?
+        .body_mut()
+        .read_to_string()
+        .ok()
 }

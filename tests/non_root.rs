@@ -26,9 +26,8 @@
 mod support;
 
 use regex::Regex;
-use std::process::Stdio;
 use std::time::Instant;
-use support::{binary, directives, fresh_tag, leftovers, root};
+use support::{binary, directives, fresh_tag, leftovers, root, runner, PROGRAM_LIMIT};
 
 /// Whether a failed run failed only because `nobody` may not write into the project tree, which
 /// belongs to root here. A reader owns their checkout, so that is this machine's problem, not the
@@ -73,22 +72,30 @@ fn every_directive_runs_as_nobody() {
         runs += 1;
         let tag = fresh_tag();
         let start = Instant::now();
-        let output = support::as_nobody(&binary(bin))
-            .args(args)
-            .current_dir(root().join("book"))
-            .env("VMBOOK_RUN_TAG", &tag)
-            .stdin(Stdio::null())
-            .output()
-            .expect("setpriv ran a moment ago");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let output = match runner::run(
+            support::as_nobody(&binary(bin))
+                .args(args)
+                .current_dir(root().join("book"))
+                .env("VMBOOK_RUN_TAG", &tag),
+            PROGRAM_LIMIT,
+        ) {
+            Ok(output) => output,
+            Err(why) => {
+                failures.push(format!(
+                    "{} (`{bin}`), as nobody: {why}",
+                    directive.location()
+                ));
+                continue;
+            }
+        };
+        let (stdout, stderr) = (&output.stdout, &output.stderr);
         println!(
             "non_root: {name}: {} in {:.2} s",
             output.status,
             start.elapsed().as_secs_f64()
         );
         let mut problems = Vec::new();
-        if !output.status.success() && blocked_by_checkout_owner(&stderr) {
+        if !output.status.success() && blocked_by_checkout_owner(stderr) {
             println!(
                 "non_root: {name}: not checked: it writes into the project tree, which user \
                  nobody may not write here: {}",
@@ -102,7 +109,7 @@ fn every_directive_runs_as_nobody() {
         if stderr.contains("panicked") {
             problems.push("panicked".to_string());
         }
-        if let Some(line) = refuted.find(&stdout) {
+        if let Some(line) = refuted.find(stdout) {
             problems.push(format!("a finding was refuted: {}", line.as_str()));
         }
         let left = leftovers(&tag);

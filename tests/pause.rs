@@ -135,7 +135,7 @@ fn without_a_terminal_pause_never_waits() {
                 .unwrap();
             let (_, args) = directive.parsed.as_ref().unwrap();
             let tag = support::fresh_tag();
-            let run = reader::run_with_silent_stdin(
+            let run = support::runner::run_with_silent_stdin(
                 Command::new(support::binary(&bin))
                     .args(args)
                     .arg("--pause")

@@ -19,11 +19,11 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use support::runner::{Input, Running};
 use support::{binary, directives, fresh_tag, leftovers, root};
 
 /// The tests of this file run one at a time: each one's orphans must be told apart from the
@@ -115,22 +115,6 @@ fn first_lines(text: &str, n: usize) -> String {
     text.lines().take(n).collect::<Vec<_>>().join(" / ")
 }
 
-fn spawn(command: &mut Command) -> (Child, std::thread::JoinHandle<String>) {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
-    let mut stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    (child, reader)
-}
-
 /// Runs `bin args` from the book's directory under a fresh tag, carries out `plan`, and reports
 /// what the run left behind. `limit` is how long it may take before it counts as hung.
 fn execute(bin: &str, args: &[String], plan: Plan, limit: Duration) -> Outcome {
@@ -143,13 +127,13 @@ fn execute(bin: &str, args: &[String], plan: Plan, limit: Duration) -> Outcome {
         .current_dir(root().join("book"))
         .env("VMBOOK_RUN_TAG", &tag);
     let started = Instant::now();
-    let (mut child, reader) = spawn(&mut command);
-    let top = child.id() as i32;
+    let mut child = Running::start(&mut command, Input::Null).unwrap_or_else(|why| panic!("{why}"));
+    let top = child.pid();
     let mut out = Outcome::default();
     let mut seen: HashMap<i32, Proc> = HashMap::new();
     let mut stopping: Option<Instant> = None;
     let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
+        if let Some(status) = child.try_wait() {
             break status;
         }
         let procs = procs::all();
@@ -161,9 +145,7 @@ fn execute(bin: &str, args: &[String], plan: Plan, limit: Duration) -> Outcome {
         let elapsed = started.elapsed();
         match plan {
             Plan::SigintAfter(at)
-                if !out.interrupted
-                    && elapsed >= at
-                    && child.try_wait().expect("try_wait").is_none() =>
+                if !out.interrupted && elapsed >= at && child.try_wait().is_none() =>
             {
                 out.interrupted = signal(top, libc::SIGINT);
             }
@@ -221,7 +203,7 @@ fn execute(bin: &str, args: &[String], plan: Plan, limit: Duration) -> Outcome {
         50
     }));
     // Only now: a stray that inherited stderr keeps the pipe open until it is gone.
-    out.stderr = reader.join().unwrap_or_default();
+    out.stderr = child.output().1;
     // Zombies: descendants of the run that exited and were never reaped by it. Orphans come to
     // us (we are a subreaper); anything else that is our child now is one of them.
     for p in procs::all() {
@@ -404,14 +386,15 @@ struct ValueOption {
 }
 
 fn help_of(bin: &str, path: &[&str]) -> String {
-    let out = Command::new(binary(bin))
-        .args(path)
-        .arg("--help")
-        .current_dir(root().join("book"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {bin} --help: {e}"));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    support::runner::run(
+        Command::new(binary(bin))
+            .args(path)
+            .arg("--help")
+            .current_dir(root().join("book")),
+        support::PROGRAM_LIMIT,
+    )
+    .unwrap_or_else(|why| panic!("{bin} --help: {why}"))
+    .stdout
 }
 
 fn subcommands(help: &str) -> Vec<String> {
@@ -622,15 +605,12 @@ fn book_shm_objects_are_private_to_their_owner() {
         return;
     }
     let try_as_nobody = |script: &str, target: &str| {
-        let out = support::as_nobody(Path::new("/bin/sh"))
-            .args(["-c", script, "sh", target])
-            .stdin(Stdio::null())
-            .output()
-            .expect("run setpriv");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
+        let out = support::runner::run(
+            support::as_nobody(Path::new("/bin/sh")).args(["-c", script, "sh", target]),
+            support::PROGRAM_LIMIT,
         )
+        .expect("setpriv");
+        (out.status.success(), out.stderr)
     };
     // The control: nobody can open a world-readable file, so a refusal below is about the mode.
     let (ok, err) = try_as_nobody("exec 3<\"$1\"", "/etc/passwd");

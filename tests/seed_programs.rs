@@ -16,28 +16,25 @@
 
 mod support;
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-use support::binary;
+use std::process::Command;
+use support::runner::{run, run_with_input, Finished};
+use support::{binary, PROGRAM_LIMIT};
 
 /// Compiles `tests/seeds/FILE` with `cc` and `flags`; `None` (after saying why) without a compiler.
 fn build_c(file: &str, flags: &[&str], name: &str) -> Option<PathBuf> {
     let source = support::root().join("tests/seeds").join(file);
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
-    match Command::new("cc")
-        .args(["-O2", "-w", "-o"])
-        .arg(&out)
-        .arg(&source)
-        .args(flags)
-        .output()
-    {
+    match run(
+        Command::new("cc")
+            .args(["-O2", "-w", "-o"])
+            .arg(&out)
+            .arg(&source)
+            .args(flags),
+        PROGRAM_LIMIT,
+    ) {
         Ok(result) if result.status.success() => Some(out),
-        Ok(result) => panic!(
-            "cc {} failed: {}",
-            source.display(),
-            String::from_utf8_lossy(&result.stderr)
-        ),
+        Ok(result) => panic!("cc {} failed: {}", source.display(), result.stderr),
         Err(e) => {
             let why = format!("skipped: no C compiler (`cc`: {e})");
             assert!(std::env::var_os("CI").is_none(), "{why}");
@@ -47,20 +44,8 @@ fn build_c(file: &str, flags: &[&str], name: &str) -> Option<PathBuf> {
     }
 }
 
-fn run_with_stdin(command: &mut Command, input: &str) -> Output {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+fn run_with_stdin(command: &mut Command, input: &str) -> Finished {
+    run_with_input(command, input.as_bytes(), PROGRAM_LIMIT).unwrap_or_else(|why| panic!("{why}"))
 }
 
 #[test]
@@ -71,22 +56,23 @@ fn seed_002_reads_first_as_often_as_the_c() {
     let runs = 200;
     let (mut c_empty, mut rust_empty) = (0, 0);
     for _ in 0..runs {
-        let c = Command::new(&c_seed).output().unwrap();
+        let c = run(&mut Command::new(&c_seed), PROGRAM_LIMIT).unwrap();
         assert!(c.status.success(), "seed 002 in C failed");
         // The seed's child prints "Child reads: " and what it found.
-        if String::from_utf8_lossy(&c.stdout).trim_end() == "Child reads:" {
+        if c.stdout.trim_end() == "Child reads:" {
             c_empty += 1;
         }
-        let rust = Command::new(binary("shared-mappings"))
-            .args(["child", "seed-002"])
-            .output()
-            .unwrap();
+        let rust = run(
+            Command::new(binary("shared-mappings")).args(["child", "seed-002"]),
+            PROGRAM_LIMIT,
+        )
+        .unwrap();
         assert!(
             rust.status.success(),
             "shared-mappings child seed-002 failed: {}",
-            String::from_utf8_lossy(&rust.stderr)
+            rust.stderr
         );
-        if String::from_utf8_lossy(&rust.stdout).trim() == "empty" {
+        if rust.stdout.trim() == "empty" {
             rust_empty += 1;
         }
     }
@@ -118,7 +104,7 @@ fn seed_004_parent_prints_what_the_child_wrote_only_when_shared() {
     let c_output = |program: &PathBuf| {
         let out = run_with_stdin(&mut Command::new(program), &format!("{line}\n"));
         assert!(out.status.success(), "seed 004 in C failed");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let text = out.stdout;
         text.strip_prefix("give me a string:\n")
             .unwrap_or_else(|| panic!("seed 004 printed {text:?}"))
             .trim_end_matches('\n')
@@ -134,7 +120,7 @@ fn seed_004_parent_prints_what_the_child_wrote_only_when_shared() {
         out.status.success(),
         "shared-mappings compare --stdin failed"
     );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = out.stdout;
     let parent_reads = |flag: &str| {
         let row = text
             .lines()

@@ -16,10 +16,11 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 use std::io::Write;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, ExitStatus};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use support::runner::{Input, Running};
 use support::{binary, fresh_tag, leftovers, procs, root};
 
 static TURN: Mutex<()> = Mutex::new(());
@@ -31,22 +32,16 @@ fn turn() -> std::sync::MutexGuard<'static, ()> {
     guard
 }
 
-/// Starts a chapter binary as the book does (cwd book/), tagged; optionally in its own process group.
-fn start(bin: &str, args: &[&str], tag: &str, stdin: Stdio, own_group: bool) -> Child {
-    let mut command = Command::new(binary(bin));
-    command
-        .args(args)
-        .current_dir(root().join("book"))
-        .env("VMBOOK_RUN_TAG", tag)
-        .stdin(stdin)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    if own_group {
-        command.process_group(0);
-    }
-    command
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {bin}: {e}"))
+/// Starts a chapter binary as the book does (cwd book/), tagged, in its own process group.
+fn start(bin: &str, args: &[&str], tag: &str, input: Input) -> Running {
+    Running::start(
+        Command::new(binary(bin))
+            .args(args)
+            .current_dir(root().join("book"))
+            .env("VMBOOK_RUN_TAG", tag),
+        input,
+    )
+    .unwrap_or_else(|why| panic!("{why}"))
 }
 
 /// (pid, state) of every process whose parent is `parent`.
@@ -67,64 +62,37 @@ fn tagged_processes(tag: &str) -> Vec<i32> {
 
 /// Waits for `child` to end, at most 20 s (then kills it and fails, naming what hung: the
 /// process, its children and their states, from /proc).
-fn finish(mut child: Child) -> (ExitStatus, String) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            use std::io::Read;
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            return (status, err);
-        }
-        if Instant::now() > deadline {
-            let pid = child.id() as i32;
-            let describe = |pid: i32| {
-                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-                    .unwrap_or_default()
-                    .lines()
-                    .filter(|l| l.starts_with("State") || l.starts_with("Sig"))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                format!("{pid} {:?}: {status}", String::from_utf8_lossy(&cmd))
-            };
-            let mut tree = vec![describe(pid)];
-            for (kid, _) in children_of(pid) {
-                tree.push(describe(kid));
-                for (grandkid, _) in children_of(kid) {
-                    tree.push(describe(grandkid));
-                }
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the program did not end within 20 s:\n{}", tree.join("\n"));
-        }
-        std::thread::sleep(Duration::from_millis(2));
+fn finish(mut child: Running) -> (ExitStatus, String) {
+    if let Some(status) = child.wait_within(Duration::from_secs(20)) {
+        return (status, child.output().1);
     }
+    let pid = child.pid();
+    let mut tree = vec![procs::describe(pid)];
+    for (kid, _) in children_of(pid) {
+        tree.push(procs::describe(kid));
+        for (grandkid, _) in children_of(kid) {
+            tree.push(procs::describe(grandkid));
+        }
+    }
+    child.kill();
+    panic!("the program did not end within 20 s:\n{}", tree.join("\n"));
 }
 
 /// Waits until `pid` has a child (the exec'd or forked helper), at most 10 s; returns its pid.
-fn first_child(pid: u32) -> i32 {
+fn first_child(pid: i32) -> i32 {
     first_child_while_running(pid)
         .unwrap_or_else(|| panic!("{pid} ended before any child of it appeared"))
 }
 
 /// Like [`first_child`], but `None` if `pid` ends first: a program that finishes its whole run
 /// between two looks at /proc (a busy machine makes the looks slow) never shows its child.
-fn first_child_while_running(pid: u32) -> Option<i32> {
+fn first_child_while_running(pid: i32) -> Option<i32> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Some(&(child, _)) = children_of(pid as i32).first() {
+        if let Some(&(child, _)) = children_of(pid).first() {
             return Some(child);
         }
-        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let state = state.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
-        if matches!(state, None | Some(Some('Z'))) {
+        if matches!(procs::state(pid), None | Some('Z')) {
             return None;
         }
         assert!(Instant::now() < deadline, "no child of {pid} appeared");
@@ -182,10 +150,7 @@ fn assert_clean(tag: &str, orphans_allowed: bool, what: &str) {
 
 fn run_to_end(bin: &str, args: &[&str], input: &[u8]) -> (ExitStatus, String, String) {
     let tag = fresh_tag();
-    let mut child = start(bin, args, &tag, Stdio::piped(), false);
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(input).unwrap();
-    drop(stdin);
+    let child = start(bin, args, &tag, Input::Bytes(input));
     let (status, err) = finish(child);
     (status, err, tag)
 }
@@ -244,9 +209,9 @@ fn pipeline_interrupted_by_sigint() {
     for (lines, group) in [(0, false), (3, false), (3, true), (0, true)] {
         let what = format!("pipeline, SIGINT after {lines} lines, to the group: {group}");
         let tag = fresh_tag();
-        let mut child = start("posix-shm", &["pipeline"], &tag, Stdio::piped(), group);
-        let helper = first_child(child.id());
-        let mut stdin = child.stdin.take().unwrap();
+        let mut child = start("posix-shm", &["pipeline"], &tag, Input::Pipe);
+        let helper = first_child(child.pid());
+        let mut stdin = child.stdin().unwrap();
         for i in 0..lines {
             writeln!(stdin, "{i} {i}").unwrap();
         }
@@ -255,12 +220,12 @@ fn pipeline_interrupted_by_sigint() {
             std::fs::metadata(format!("/proc/{helper}")).is_ok(),
             "{what}: the child ended early"
         );
-        let target = if group {
-            -(child.id() as i32)
+        let sent = if group {
+            child.signal_group(Signal::SIGINT)
         } else {
-            child.id() as i32
+            child.signal(Signal::SIGINT)
         };
-        kill(Pid::from_raw(target), Signal::SIGINT).unwrap();
+        assert!(sent, "{what}: the program ended early");
         let (status, err) = finish(child);
         drop(stdin);
         assert_eq!(
@@ -279,9 +244,9 @@ fn pipeline_child_killed() {
     for lines in [1, 0] {
         let what = format!("pipeline, child SIGKILLed, then {lines} lines");
         let tag = fresh_tag();
-        let mut child = start("posix-shm", &["pipeline"], &tag, Stdio::piped(), false);
-        let helper = first_child(child.id());
-        let mut stdin = child.stdin.take().unwrap();
+        let mut child = start("posix-shm", &["pipeline"], &tag, Input::Pipe);
+        let helper = first_child(child.pid());
+        let mut stdin = child.stdin().unwrap();
         writeln!(stdin, "1 2 3").unwrap();
         std::thread::sleep(Duration::from_millis(30));
         kill(Pid::from_raw(helper), Signal::SIGKILL).unwrap();
@@ -316,9 +281,9 @@ fn interrupted_experiments_leave_nothing() {
         for delay_ms in [2, 5, 15, 60] {
             let what = format!("{bin} {}, SIGINT after {delay_ms} ms", args.join(" "));
             let tag = fresh_tag();
-            let child = start(bin, args, &tag, Stdio::null(), false);
+            let child = start(bin, args, &tag, Input::Null);
             std::thread::sleep(Duration::from_millis(delay_ms));
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGINT);
+            child.signal(Signal::SIGINT);
             let (status, err) = finish(child);
             assert!(
                 status.signal() == Some(libc::SIGINT) || status.success(),
@@ -337,8 +302,8 @@ fn shared_mappings_child_killed() {
         let what = format!("frames, child SIGKILLed {delay_ms} ms after it appeared");
         let tag = fresh_tag();
         let args = ["frames", "--pages", "32768"];
-        let child = start("shared-mappings", &args, &tag, Stdio::null(), false);
-        let helper = first_child(child.id());
+        let child = start("shared-mappings", &args, &tag, Input::Null);
+        let helper = first_child(child.pid());
         std::thread::sleep(Duration::from_millis(delay_ms));
         let _ = kill(Pid::from_raw(helper), Signal::SIGKILL);
         let (status, err) = finish(child);
@@ -360,8 +325,8 @@ fn bad_input_demo_with_its_pipeline_killed() {
         let what =
             format!("bad-input-demo, its pipeline SIGKILLed once its object exists ({round})");
         let tag = fresh_tag();
-        let child = start("posix-shm", &["bad-input-demo"], &tag, Stdio::null(), false);
-        let Some(pipeline) = first_child_while_running(child.id()) else {
+        let child = start("posix-shm", &["bad-input-demo"], &tag, Input::Null);
+        let Some(pipeline) = first_child_while_running(child.pid()) else {
             // The whole demo ran between two looks: nothing to kill, a normal run to check.
             let (status, err) = finish(child);
             assert!(status.success(), "{what}: {status}\n{err}");

@@ -1,12 +1,9 @@
 //! What the reader's-experience tests share (browser, live reload, help and "Try it", --pause):
-//! the chapters as `book/SUMMARY.md` lists them, and running a process with a time limit.
+//! the chapters as `book/SUMMARY.md` lists them, and whether a missing tool fails the test.
 #![allow(dead_code)]
 
 use crate::support::{self, Directive};
-use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
 
 /// One page `book/SUMMARY.md` links to.
 #[derive(Clone, Debug)]
@@ -100,103 +97,6 @@ pub fn program_chapters() -> Vec<Chapter> {
         .into_iter()
         .filter(|c| c.binaries().iter().any(|bin| bin != "machine"))
         .collect()
-}
-
-/// What a process did within its time limit.
-pub struct Finished {
-    pub status: ExitStatus,
-    pub stdout: String,
-    pub stderr: String,
-    pub elapsed: Duration,
-}
-
-/// Runs `command` (stdin empty, in its own process group) and waits at most `limit`. On time out
-/// the whole group is killed and reaped, and the error says so.
-pub fn run_with_limit(command: &mut Command, limit: Duration) -> Result<Finished, String> {
-    run_limited(command, limit, false)
-}
-
-/// Like [`run_with_limit`], but stdin is a pipe that stays open and never receives a byte: a
-/// program that waits for input (a pause that should not happen) waits until it is killed.
-pub fn run_with_silent_stdin(command: &mut Command, limit: Duration) -> Result<Finished, String> {
-    run_limited(command, limit, true)
-}
-
-fn run_limited(command: &mut Command, limit: Duration, silent: bool) -> Result<Finished, String> {
-    use std::os::unix::process::CommandExt;
-    command
-        .stdin(if silent {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let started = Instant::now();
-    let mut child = command
-        .spawn()
-        .map_err(|e| format!("cannot start {command:?}: {e}"))?;
-    let _silent_stdin = child.stdin.take();
-    let stdout = drain(&mut child, true);
-    let stderr = drain(&mut child, false);
-    loop {
-        if exited(&child) {
-            break;
-        }
-        if started.elapsed() > limit {
-            kill_group(&child);
-            let _ = child.wait();
-            return Err(format!(
-                "did not finish within {limit:?} and was killed; stdout so far:\n{}",
-                stdout.join().unwrap_or_default()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let elapsed = started.elapsed();
-    // The leader is a zombie, not yet reaped, so its pid (the group's id) cannot be reused: a
-    // straggler in the group (a child that outlived its parent) must not keep the pipes open.
-    kill_group(&child);
-    let status = child.wait().unwrap();
-    Ok(Finished {
-        status,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
-        elapsed,
-    })
-}
-
-fn drain(child: &mut Child, stdout: bool) -> std::thread::JoinHandle<String> {
-    let mut pipe: Box<dyn Read + Send> = if stdout {
-        Box::new(child.stdout.take().unwrap())
-    } else {
-        Box::new(child.stderr.take().unwrap())
-    };
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = pipe.read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
-}
-
-/// Whether `child` has exited, without reaping it (`waitid` with `WNOWAIT`).
-pub fn exited(child: &Child) -> bool {
-    use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
-    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
-    !matches!(
-        waitid(
-            Id::Pid(nix::unistd::Pid::from_raw(child.id() as i32)),
-            flags
-        ),
-        Ok(WaitStatus::StillAlive)
-    )
-}
-
-/// SIGKILL to the process group led by `child` (started with `process_group(0)`).
-pub fn kill_group(child: &Child) {
-    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
 }
 
 /// Whether the tests run in CI (where a missing tool is a failure, not a skip).

@@ -4,9 +4,10 @@
 pub mod environment;
 pub mod procs;
 pub mod redact;
+pub mod runner;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// The root of the project (where book.toml is).
@@ -104,15 +105,20 @@ pub fn fresh_tag() -> String {
     )
 }
 
+/// How long one run of a chapter program may take in a test: the book's runs take well under
+/// two seconds each; this leaves room for a busy two-core machine.
+pub const PROGRAM_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Runs a chapter binary as the book does: from the chapter's directory, stdin empty.
-pub fn run(bin: &str, args: &[String], tag: &str) -> Output {
-    Command::new(binary(bin))
-        .args(args)
-        .current_dir(root().join("book"))
-        .env("VMBOOK_RUN_TAG", tag)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary(bin).display()))
+pub fn run(bin: &str, args: &[String], tag: &str) -> Result<runner::Finished, String> {
+    runner::run(
+        Command::new(binary(bin))
+            .args(args)
+            .current_dir(root().join("book"))
+            .env("VMBOOK_RUN_TAG", tag),
+        PROGRAM_LIMIT,
+    )
+    .map_err(|why| format!("{}: {why}", binary(bin).display()))
 }
 
 /// Entries in /dev/shm (including named semaphores, `sem.NAME`) created under `tag`.
@@ -247,10 +253,7 @@ pub fn cannot_run_as_nobody() -> Option<String> {
     if !nix::unistd::geteuid().is_root() {
         return Some("the test does not run as root, so it cannot switch to user nobody".into());
     }
-    match as_nobody(Path::new("true"))
-        .stdin(std::process::Stdio::null())
-        .output()
-    {
+    match runner::run(&mut as_nobody(Path::new("true")), PROGRAM_LIMIT) {
         Err(e) => {
             return Some(format!(
                 "setpriv cannot be started ({e}); it is in util-linux"
@@ -260,17 +263,17 @@ pub fn cannot_run_as_nobody() -> Option<String> {
             return Some(format!(
                 "`setpriv {} true` failed: {}",
                 DROP_TO_NOBODY.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
+                out.stderr.trim()
             ))
         }
         Ok(_) => {}
     }
     let path = binary("claims");
-    let reachable = as_nobody(Path::new("test"))
-        .arg("-x")
-        .arg(&path)
-        .status()
-        .is_ok_and(|status| status.success());
+    let reachable = runner::run(
+        as_nobody(Path::new("test")).arg("-x").arg(&path),
+        PROGRAM_LIMIT,
+    )
+    .is_ok_and(|run| run.status.success());
     (!reachable).then(|| {
         format!(
             "user nobody cannot execute {}: a directory on the way is not searchable by others",

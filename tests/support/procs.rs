@@ -32,6 +32,29 @@ pub fn all() -> Vec<Proc> {
         .collect()
 }
 
+/// The state of process `pid` (`R`, `S`, `Z` ...), or `None` if it is gone.
+pub fn state(pid: i32) -> Option<char> {
+    Some(procfs::process::Process::new(pid).ok()?.stat().ok()?.state)
+}
+
+/// `PID "COMMAND LINE": State ...; Sig...`, for a message about a process that hung.
+pub fn describe(pid: i32) -> String {
+    let Ok(process) = procfs::process::Process::new(pid) else {
+        return format!("{pid}: gone");
+    };
+    let cmdline = process.cmdline().unwrap_or_default().join(" ");
+    let status = process.status().map_or_else(
+        |e| format!("no status: {e}"),
+        |s| {
+            format!(
+                "State {}; SigBlk {:x}; SigIgn {:x}; SigCgt {:x}",
+                s.state, s.sigblk, s.sigign, s.sigcgt
+            )
+        },
+    );
+    format!("{pid} {cmdline:?}: {status}")
+}
+
 /// The children of `parent`.
 pub fn children_of(parent: i32) -> Vec<Proc> {
     all().into_iter().filter(|p| p.ppid == parent).collect()
