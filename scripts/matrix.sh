@@ -12,8 +12,8 @@
 # The configurations (each detected again by the tests themselves, tests/support/environment.rs):
 #   reference     as the script runs
 #   no-sys-admin  root without CAP_SYS_ADMIN (a container's root): frame numbers hidden
-#   nobody        an ordinary user: not run here; tests/non_root.rs (part of `cargo test`) runs every
-#                 directive as nobody
+#   nobody        an ordinary user (root only: setpriv to nobody), on a copy of the tree that nobody
+#                 owns (VMBOOK_ROOT), as a reader runs their own checkout
 #   one-cpu       taskset -c 0
 #   thp-always    /sys/kernel/mm/transparent_hugepage/enabled = always   (root; restored after)
 #   thp-never     ... = never                                             (root; restored after)
@@ -45,6 +45,7 @@ test_bin=$(cargo test --test book_outputs --no-run 2>&1 | sed -n 's/.*Executable
 [ -x "$test_bin" ] || { echo "matrix: cannot find the book_outputs test binary" >&2; exit 1; }
 
 stage=$(mktemp -d /tmp/vmbook-matrix.XXXXXX)
+chmod 755 "$stage"   # the nobody configuration reads its copy of the tree in here
 thp=/sys/kernel/mm/transparent_hugepage/enabled
 thp_before=$(sed -n 's/.*\[\(.*\)\].*/\1/p' "$thp" 2>/dev/null || true)
 swap_up=false
@@ -78,7 +79,10 @@ unavailable() {
   case "$1" in
     reference|one-cpu) ;;
     no-sys-admin) is_root || echo "needs root" ;;
-    nobody) echo "covered by tests/non_root.rs" ;;
+    nobody) is_root || echo "needs root (to become nobody)"
+            command -v setpriv >/dev/null || echo "no setpriv"
+            setpriv --reuid=nobody --regid=nogroup --clear-groups test -x "$test_bin" \
+              || echo "nobody cannot run $test_bin (a directory above it is closed)" ;;
     thp-always|thp-never) [ -w "$thp" ] || echo "$thp is not writable" ;;
     no-valgrind) ;;
     no-aslr) command -v setarch >/dev/null || echo "no setarch"
@@ -110,6 +114,21 @@ run_config() {
                   return $status ;;
     no-valgrind)  "${envs[@]}" "PATH=$novalgrind" "${test[@]}" ;;
     no-aslr)      setarch "$arch" -R "${envs[@]}" "${test[@]}" ;;
+    nobody)       # A copy of the tracked files (as they are in the work tree) that nobody owns,
+                  # as a reader owns their checkout; the binaries stay where cargo built them.
+                  local tree="$stage/tree"
+                  rm -rf "$tree"; mkdir -p "$tree"
+                  git ls-files -z | tar --null -cf - -T - | tar -xf - -C "$tree"
+                  chown -R nobody:nogroup "$tree"
+                  local status=0
+                  setpriv --reuid=nobody --regid=nogroup --clear-groups \
+                    "${envs[@]}" "VMBOOK_ROOT=$tree" "HOME=$tree" "${test[@]}" || status=$?
+                  if $record; then
+                    for new in "$tree"/tests/snapshots/*@*.snap.new; do
+                      [ -e "$new" ] && cp "$new" tests/snapshots/
+                    done
+                  fi
+                  return $status ;;
     swap)         scripts/zram-swap.sh up >/dev/null && swap_up=true
                   local status=0
                   "${envs[@]}" "${test[@]}" || status=$?
@@ -118,7 +137,7 @@ run_config() {
   esac
 }
 
-configs=(reference no-sys-admin one-cpu thp-always thp-never no-valgrind no-aslr swap)
+configs=(reference no-sys-admin nobody one-cpu thp-always thp-never no-valgrind no-aslr swap)
 [ -n "$only" ] && configs=("$only")
 
 # Global settings (THP mode, swap) are changed only under this lock, so that two runs on one
