@@ -1,7 +1,7 @@
 //! Running a chapter locally, as a reader would: every chapter program's `--help` (and each
 //! experiment's) runs, names its chapter and says what every option does; and every
 //! `$ cargo run --bin ...` command in a chapter's "## Try it" section is a valid invocation that
-//! finishes within a few seconds, exits 0 and leaves nothing in /dev/shm.
+//! finishes (its time is printed; more than a minute counts as hung), exits 0 and leaves nothing in /dev/shm.
 //!
 //! The chapters are the pages `book/SUMMARY.md` links to that run programs, so a new chapter is
 //! covered as soon as it is linked.
@@ -15,9 +15,11 @@ use std::process::Command;
 use std::time::Duration;
 use support::runner::run as run_with_limit;
 
-/// How long a "Try it" command may take: STYLE.md asks for "a few seconds"; this leaves room for a
-/// busy two-core machine.
-const TRY_IT_LIMIT: Duration = Duration::from_secs(10);
+/// How long a "Try it" command may run before it counts as hung. STYLE.md asks for "a few
+/// seconds", but a test asserts no absolute time (each command's time is printed instead): a
+/// 1 GiB transfer took over 10 s on a two-core machine busy with other builds, and a reader's
+/// command is not wrong for that.
+const TRY_IT_LIMIT: Duration = Duration::from_secs(60);
 const HELP_LIMIT: Duration = Duration::from_secs(5);
 
 #[test]
