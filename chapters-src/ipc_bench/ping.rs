@@ -65,12 +65,17 @@ enum Side {
         rx: OwnedFd,
         tx: OwnedFd,
     },
-    /// `mine` is the word this side waits on, at line `mine`; `theirs` the one it stores.
-    Word {
+    /// `mine` is the word this side sleeps on, at line `mine`; `theirs` the one it stores.
+    Futex {
         map: Rc<Mapping>,
         mine: usize,
         theirs: usize,
-        spin: bool,
+    },
+    /// `mine` is the word this side spins on, `theirs` the one it stores: both in one cache line.
+    Spin {
+        map: Rc<Mapping>,
+        mine: usize,
+        theirs: usize,
     },
     Semaphore {
         map: Rc<Mapping>,
@@ -90,6 +95,15 @@ fn word(map: &Mapping, line: usize) -> &AtomicU32 {
     // SAFETY: line * 64 is inside the (page-sized, zeroed) mapping and 4-byte aligned; the other
     // process accesses it only through atomics.
     unsafe { &*(map.as_ptr().add(line * LINE) as *const AtomicU32) }
+}
+
+/// The spinning sides' words: the first two of the mapping, side by side in one cache line. A
+/// round trip then moves that one line to the other core and back, instead of keeping two lines
+/// (one per direction) moving between the caches; `scripts/spin_pingpong.c` times both layouts.
+fn spin_word(map: &Mapping, index: usize) -> &AtomicU32 {
+    // SAFETY: index is 0 or 1: inside the mapping, 4-byte aligned; the other process accesses
+    // the words only through atomics.
+    unsafe { &*(map.as_ptr().add(index * 4) as *const AtomicU32) }
 }
 
 fn sem(map: &Mapping, line: usize) -> *mut libc::sem_t {
@@ -116,14 +130,11 @@ impl Side {
             Side::Queues { tx, .. } => {
                 with_queue(tx, |q| mq_send(q, &value.to_ne_bytes(), 0)).context("mq_send")?
             }
-            Side::Word {
-                map, theirs, spin, ..
-            } => {
-                if *spin {
-                    word(map, *theirs).store(value, Ordering::Release);
-                } else {
-                    publish(word(map, *theirs), value, word(map, theirs + 2), true);
-                }
+            Side::Futex { map, theirs, .. } => {
+                publish(word(map, *theirs), value, word(map, theirs + 2), true)
+            }
+            Side::Spin { map, theirs, .. } => {
+                spin_word(map, *theirs).store(value, Ordering::Release)
             }
             Side::Semaphore { map, theirs, .. } => {
                 slot(map, *theirs).store(value.into(), Ordering::Relaxed);
@@ -165,16 +176,10 @@ impl Side {
                 );
                 u32::from_ne_bytes(buf)
             }
-            Side::Word {
-                map, mine, spin, ..
-            } => {
-                let w = word(map, *mine);
-                if *spin {
-                    spin_while(w, last)?
-                } else {
-                    wait_while(w, last, word(map, mine + 2), 0)?
-                }
+            Side::Futex { map, mine, .. } => {
+                wait_while(word(map, *mine), last, word(map, mine + 2), 0)?
             }
+            Side::Spin { map, mine, .. } => spin_while(spin_word(map, *mine), last)?,
             Side::Semaphore { map, mine, .. } => {
                 let until = deadline()?;
                 // SAFETY: an initialized process-shared semaphore; `until` outlives the call.
@@ -202,9 +207,11 @@ impl Side {
     }
 }
 
-/// Spins on `word` until it changes; gives up only when the other side has stopped.
+/// Spins on `word` until it changes; gives up only when the other side has stopped. The clock is
+/// read only once the first thousand looks have failed: a read can cost a sizable part of a round
+/// trip between two spinning cores.
 fn spin_while(word: &AtomicU32, seen: u32) -> Result<u32> {
-    let since = Instant::now();
+    let mut since = None;
     loop {
         for _ in 0..1024 {
             let now = word.load(Ordering::Acquire);
@@ -213,7 +220,7 @@ fn spin_while(word: &AtomicU32, seen: u32) -> Result<u32> {
             }
             std::hint::spin_loop();
         }
-        check_stall(since, "spin")?;
+        check_stall(*since.get_or_insert_with(Instant::now), "spin")?;
     }
 }
 
@@ -249,21 +256,33 @@ fn open(kind: Ping) -> Result<(Side, Side)> {
                 Side::Queues { rx: down2, tx: up2 },
             )
         }
-        Ping::Futex | Ping::Spin => {
+        Ping::Futex => {
             let map = Rc::new(Mapping::shared(4096)?);
-            let spin = kind == Ping::Spin;
             (
-                Side::Word {
+                Side::Futex {
                     map: map.clone(),
                     mine: 1,
                     theirs: 0,
-                    spin,
                 },
-                Side::Word {
+                Side::Futex {
                     map,
                     mine: 0,
                     theirs: 1,
-                    spin,
+                },
+            )
+        }
+        Ping::Spin => {
+            let map = Rc::new(Mapping::shared(4096)?);
+            (
+                Side::Spin {
+                    map: map.clone(),
+                    mine: 1,
+                    theirs: 0,
+                },
+                Side::Spin {
+                    map,
+                    mine: 0,
+                    theirs: 1,
                 },
             )
         }
@@ -306,8 +325,23 @@ fn open(kind: Ping) -> Result<(Side, Side)> {
 /// Warm-up exchanges, not timed: the child starts, pins itself and faults its pages in.
 pub const WARMUP: u32 = 10;
 
+/// How many round trips spinning on two cores times as one sample: reading the clock can cost a
+/// sizable part of one such round trip, so a clock read around every one would measure the clock
+/// too.
+pub const SPIN_BATCH: u32 = 16;
+
+/// How many round trips one sample of `kind` on `placement` times together.
+pub fn trips_per_sample(kind: Ping, placement: Placement) -> u32 {
+    if kind == Ping::Spin && placement == Placement::TwoCores {
+        SPIN_BATCH
+    } else {
+        1
+    }
+}
+
 // ANCHOR: round_trips
-/// Times `count` round trips between this process and a child; returns each one in nanoseconds.
+/// Times round trips between this process and a child: `count` samples, each the time of
+/// [`trips_per_sample`] round trips in a row divided by their number, in nanoseconds.
 pub fn round_trips(kind: Ping, placement: Placement, count: u32) -> Result<Vec<f64>> {
     let (mut parent, child) = open(kind)?;
     // Signals wait blocked, so that sigtimedwait takes them; block before fork, so that the
@@ -321,7 +355,11 @@ pub fn round_trips(kind: Ping, placement: Placement, count: u32) -> Result<Vec<f
     } else {
         WARMUP
     };
-    let total = warmup + count;
+    let batch = trips_per_sample(kind, placement);
+    let total = count
+        .checked_mul(batch)
+        .and_then(|timed| timed.checked_add(warmup))
+        .context("too many round trips")?;
     let result = run_pair(
         placement,
         move || {
@@ -336,16 +374,24 @@ pub fn round_trips(kind: Ping, placement: Placement, count: u32) -> Result<Vec<f
             if let Side::Signal { peer, .. } = &mut parent {
                 *peer = Some(pid);
             }
-            let mut times = Vec::with_capacity(count as usize);
-            for n in 1..=total {
-                let start = Instant::now();
+            let exchange = |n: u32| {
                 parent.send(n)?;
                 let got = parent.recv(n - 1)?;
-                let took = start.elapsed();
                 ensure!(got == n, "{}: sent {n}, got back {got}", kind.label());
-                if n > warmup {
-                    times.push(took.as_nanos() as f64);
+                Ok(())
+            };
+            for n in 1..=warmup {
+                exchange(n)?;
+            }
+            let mut times = Vec::with_capacity(count as usize);
+            let mut n = warmup;
+            for _ in 0..count {
+                let start = Instant::now();
+                for _ in 0..batch {
+                    n += 1;
+                    exchange(n)?;
                 }
+                times.push(start.elapsed().as_nanos() as f64 / f64::from(batch));
             }
             Ok(times)
         },

@@ -7,12 +7,28 @@ use crate::wanted::{mqueue_works, no_second_cpu, placements};
 use crate::Where;
 use anyhow::Result;
 use std::collections::HashMap;
+use std::time::Instant;
 use vmbook::measure::time;
 use vmbook::{finding, not_checked, section};
 
 /// Spinning on one core waits for the scheduler to preempt the spinner at every hand-over (a
 /// few milliseconds each): a handful of round trips shows it.
 pub const SPIN_ONE_CORE_TRIPS: u32 = 8;
+
+/// How many times [`clock_read`] reads the clock.
+const CLOCK_SAMPLES: usize = 1000;
+
+/// What one read of the clock the round trips are timed with costs, in nanoseconds: the median
+/// time between two reads in a row.
+fn clock_read() -> f64 {
+    let mut samples: Vec<f64> = (0..CLOCK_SAMPLES)
+        .map(|_| {
+            let start = Instant::now();
+            start.elapsed().as_nanos() as f64
+        })
+        .collect();
+    percentiles(&mut samples).0
+}
 
 // ANCHOR: round_trip_latency
 pub fn round_trip_latency(iterations: u32, wanted: &[Ping], placement: Where) -> Result<()> {
@@ -54,8 +70,11 @@ pub fn round_trip_latency(iterations: u32, wanted: &[Ping], placement: Where) ->
         "transport", "placement"
     );
     for (k, p, trips, median, p99) in rows {
+        let batch = ping::trips_per_sample(k, p);
         let note = if trips < iterations {
             format!(" ({trips} round trips only)")
+        } else if batch > 1 {
+            format!(" ({trips} × {batch} round trips, timed {batch} at a time)")
         } else {
             String::new()
         };
@@ -66,6 +85,15 @@ pub fn round_trip_latency(iterations: u32, wanted: &[Ping], placement: Where) ->
             time(median),
             time(p99),
             median / fastest
+        );
+    }
+    if medians.contains_key(&(Ping::Spin, Placement::TwoCores)) {
+        println!(
+            "note: one read of the clock (Instant::now, median of {CLOCK_SAMPLES}) takes {}; \
+             spin round trips on two cores are timed {} at a time, so that it is not counted \
+             in each",
+            time(clock_read()),
+            ping::SPIN_BATCH
         );
     }
     let get = |k, p| medians.get(&(k, p)).copied();
@@ -99,8 +127,9 @@ pub fn round_trip_latency(iterations: u32, wanted: &[Ping], placement: Where) ->
             }
         }
     }
-    if let Some(spin) = get(Ping::Spin, Placement::TwoCores) {
-        let next = others((Ping::Spin, Placement::TwoCores)).fold(f64::MAX, f64::min);
+    let spin = get(Ping::Spin, Placement::TwoCores);
+    let next = others((Ping::Spin, Placement::TwoCores)).reduce(f64::min);
+    if let (Some(spin), Some(next)) = (spin, next) {
         finding(
             "spinning on a shared word, two cores, is the fastest round trip",
             spin < next,
