@@ -10,6 +10,7 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::unistd::{getppid, pipe, read, write, Pid};
 use std::os::fd::OwnedFd;
+use std::ptr::NonNull;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
@@ -71,11 +72,13 @@ enum Side {
         mine: usize,
         theirs: usize,
     },
-    /// `mine` is the word this side spins on, `theirs` the one it stores: both in one cache line.
+    /// `mine` is the word this side spins on, `theirs` the one it stores: both in one cache line
+    /// of `map` (see [`spin_word`]), found once, when the channel opens.
     Spin {
-        map: Rc<Mapping>,
-        mine: usize,
-        theirs: usize,
+        /// Keeps the mapping, and so the words, alive.
+        _map: Rc<Mapping>,
+        mine: NonNull<AtomicU32>,
+        theirs: NonNull<AtomicU32>,
     },
     Semaphore {
         map: Rc<Mapping>,
@@ -100,10 +103,21 @@ fn word(map: &Mapping, line: usize) -> &AtomicU32 {
 /// The spinning sides' words: the first two of the mapping, side by side in one cache line. A
 /// round trip then moves that one line to the other core and back, instead of keeping two lines
 /// (one per direction) moving between the caches; `scripts/spin_pingpong.c` times both layouts.
-fn spin_word(map: &Mapping, index: usize) -> &AtomicU32 {
-    // SAFETY: index is 0 or 1: inside the mapping, 4-byte aligned; the other process accesses
-    // the words only through atomics.
-    unsafe { &*(map.as_ptr().add(index * 4) as *const AtomicU32) }
+fn spin_word(map: &Mapping, index: usize) -> NonNull<AtomicU32> {
+    assert!(
+        index < 2 && map.len() >= 8,
+        "two spin words in a mapping of 8 bytes or more"
+    );
+    // SAFETY: index is 0 or 1: inside the mapping (checked above), 4-byte aligned (the mapping is
+    // page-aligned); the other process accesses the words only through atomics.
+    unsafe { NonNull::new_unchecked(map.as_ptr().add(index * 4) as *mut AtomicU32) }
+}
+
+/// A spin word of a [`Side::Spin`].
+fn spin_ref(word: &NonNull<AtomicU32>) -> &AtomicU32 {
+    // SAFETY: the word lies in the mapping that the same `Side::Spin` holds (an `Rc`), so it
+    // lives as long as the borrow of the side; it is only ever accessed through atomics.
+    unsafe { word.as_ref() }
 }
 
 fn sem(map: &Mapping, line: usize) -> *mut libc::sem_t {
@@ -121,7 +135,32 @@ fn deadline() -> Result<libc::timespec> {
 }
 
 impl Side {
+    /// Sends `value`. The spinning side's store is inlined into the caller: between two
+    /// spinning cores, a call through the other transports' code would cost a visible part of the
+    /// round trip, on both sides of it.
+    #[inline(always)]
     fn send(&self, value: u32) -> Result<()> {
+        match self {
+            Side::Spin { theirs, .. } => {
+                spin_ref(theirs).store(value, Ordering::Release);
+                Ok(())
+            }
+            _ => self.send_through_kernel(value),
+        }
+    }
+
+    /// Receives the next number; `last` is the previous one (the shared word still holds it).
+    /// Spinning is inlined into the caller, as for [`Side::send`].
+    #[inline(always)]
+    fn recv(&self, last: u32) -> Result<u32> {
+        match self {
+            Side::Spin { mine, .. } => spin_while(spin_ref(mine), last),
+            _ => self.recv_through_kernel(last),
+        }
+    }
+
+    #[inline(never)]
+    fn send_through_kernel(&self, value: u32) -> Result<()> {
         match self {
             Side::Fds { tx, .. } => {
                 let n = write(tx, &value.to_ne_bytes()).context("write")?;
@@ -133,9 +172,7 @@ impl Side {
             Side::Futex { map, theirs, .. } => {
                 publish(word(map, *theirs), value, word(map, theirs + 2), true)
             }
-            Side::Spin { map, theirs, .. } => {
-                spin_word(map, *theirs).store(value, Ordering::Release)
-            }
+            Side::Spin { .. } => unreachable!("Side::send stores the spin word itself"),
             Side::Semaphore { map, theirs, .. } => {
                 slot(map, *theirs).store(value.into(), Ordering::Relaxed);
                 // SAFETY: an initialized process-shared semaphore (see `open`); sem_post
@@ -156,8 +193,8 @@ impl Side {
         Ok(())
     }
 
-    /// Receives the next number; `last` is the previous one (the shared word still holds it).
-    fn recv(&self, last: u32) -> Result<u32> {
+    #[inline(never)]
+    fn recv_through_kernel(&self, last: u32) -> Result<u32> {
         Ok(match self {
             Side::Fds { rx, .. } => {
                 let mut buf = [0u8; 4];
@@ -179,7 +216,7 @@ impl Side {
             Side::Futex { map, mine, .. } => {
                 wait_while(word(map, *mine), last, word(map, mine + 2), 0)?
             }
-            Side::Spin { map, mine, .. } => spin_while(spin_word(map, *mine), last)?,
+            Side::Spin { .. } => unreachable!("Side::recv spins itself"),
             Side::Semaphore { map, mine, .. } => {
                 let until = deadline()?;
                 // SAFETY: an initialized process-shared semaphore; `until` outlives the call.
@@ -210,6 +247,7 @@ impl Side {
 /// Spins on `word` until it changes; gives up only when the other side has stopped. The clock is
 /// read only once the first thousand looks have failed: a read can cost a sizable part of a round
 /// trip between two spinning cores.
+#[inline(always)]
 fn spin_while(word: &AtomicU32, seen: u32) -> Result<u32> {
     let mut since = None;
     loop {
@@ -273,16 +311,17 @@ fn open(kind: Ping) -> Result<(Side, Side)> {
         }
         Ping::Spin => {
             let map = Rc::new(Mapping::shared(4096)?);
+            let (to_child, to_parent) = (spin_word(&map, 0), spin_word(&map, 1));
             (
                 Side::Spin {
-                    map: map.clone(),
-                    mine: 1,
-                    theirs: 0,
+                    _map: map.clone(),
+                    mine: to_parent,
+                    theirs: to_child,
                 },
                 Side::Spin {
-                    map,
-                    mine: 0,
-                    theirs: 1,
+                    _map: map,
+                    mine: to_child,
+                    theirs: to_parent,
                 },
             )
         }
@@ -325,9 +364,9 @@ fn open(kind: Ping) -> Result<(Side, Side)> {
 /// Warm-up exchanges, not timed: the child starts, pins itself and faults its pages in.
 pub const WARMUP: u32 = 10;
 
-/// How many round trips spinning on two cores times as one sample: reading the clock can cost a
-/// sizable part of one such round trip, so a clock read around every one would measure the clock
-/// too.
+/// How many round trips spinning on two cores times together, as one sample: reading the clock can
+/// cost a sizable part of one such round trip, so a clock read around every one would measure the
+/// clock too.
 pub const SPIN_BATCH: u32 = 16;
 
 /// How many round trips one sample of `kind` on `placement` times together.
@@ -339,9 +378,25 @@ pub fn trips_per_sample(kind: Ping, placement: Placement) -> u32 {
     }
 }
 
+/// One round trip from the parent's side: sends `n`, waits for it to come back. Inlined into the
+/// timing loop, as the spinning itself is (see [`Side::send`]).
+#[inline(always)]
+fn exchange(parent: &Side, kind: Ping, n: u32) -> Result<()> {
+    parent.send(n)?;
+    let got = parent.recv(n - 1)?;
+    ensure!(got == n, "{}: sent {n}, got back {got}", kind.label());
+    Ok(())
+}
+
+/// How many groups `count` round trips are timed in, at most `batch` in each.
+pub fn groups(count: u32, batch: u32) -> u32 {
+    count.div_ceil(batch)
+}
+
 // ANCHOR: round_trips
-/// Times round trips between this process and a child: `count` samples, each the time of
-/// [`trips_per_sample`] round trips in a row divided by their number, in nanoseconds.
+/// Times `count` round trips between this process and a child, in [`groups`] of at most
+/// [`trips_per_sample`] whose sizes differ by one at most (each shares the cost of reading the
+/// clock alike); returns each group's time divided by its size, in nanoseconds.
 pub fn round_trips(kind: Ping, placement: Placement, count: u32) -> Result<Vec<f64>> {
     let (mut parent, child) = open(kind)?;
     // Signals wait blocked, so that sigtimedwait takes them; block before fork, so that the
@@ -356,10 +411,7 @@ pub fn round_trips(kind: Ping, placement: Placement, count: u32) -> Result<Vec<f
         WARMUP
     };
     let batch = trips_per_sample(kind, placement);
-    let total = count
-        .checked_mul(batch)
-        .and_then(|timed| timed.checked_add(warmup))
-        .context("too many round trips")?;
+    let total = warmup + count;
     let result = run_pair(
         placement,
         move || {
@@ -374,24 +426,22 @@ pub fn round_trips(kind: Ping, placement: Placement, count: u32) -> Result<Vec<f
             if let Side::Signal { peer, .. } = &mut parent {
                 *peer = Some(pid);
             }
-            let exchange = |n: u32| {
-                parent.send(n)?;
-                let got = parent.recv(n - 1)?;
-                ensure!(got == n, "{}: sent {n}, got back {got}", kind.label());
-                Ok(())
-            };
+            let exchange = |n| exchange(&parent, kind, n);
             for n in 1..=warmup {
                 exchange(n)?;
             }
-            let mut times = Vec::with_capacity(count as usize);
+            let groups = groups(count, batch);
+            let mut times = Vec::with_capacity(groups as usize);
             let mut n = warmup;
-            for _ in 0..count {
+            for g in 0..groups {
+                // Sizes differ by one at most: the first `count % groups` hold one more.
+                let size = count / groups + u32::from(g < count % groups);
                 let start = Instant::now();
-                for _ in 0..batch {
+                for _ in 0..size {
                     n += 1;
                     exchange(n)?;
                 }
-                times.push(start.elapsed().as_nanos() as f64 / f64::from(batch));
+                times.push(start.elapsed().as_nanos() as f64 / f64::from(size));
             }
             Ok(times)
         },

@@ -74,7 +74,10 @@ pub fn round_trip_latency(iterations: u32, wanted: &[Ping], placement: Where) ->
         let note = if trips < iterations {
             format!(" ({trips} round trips only)")
         } else if batch > 1 {
-            format!(" ({trips} × {batch} round trips, timed {batch} at a time)")
+            match ping::groups(trips, batch) {
+                1 => " (timed as one group)".to_string(),
+                groups => format!(" (timed in {groups} groups)"),
+            }
         } else {
             String::new()
         };
@@ -90,7 +93,7 @@ pub fn round_trip_latency(iterations: u32, wanted: &[Ping], placement: Where) ->
     if medians.contains_key(&(Ping::Spin, Placement::TwoCores)) {
         println!(
             "note: one read of the clock (Instant::now, median of {CLOCK_SAMPLES}) takes {}; \
-             spin round trips on two cores are timed {} at a time, so that it is not counted \
+             spin round trips on two cores are timed in groups of up to {}, so that it is not counted \
              in each",
             time(clock_read()),
             ping::SPIN_BATCH
