@@ -94,14 +94,18 @@ fn find_tools() -> Option<PathBuf> {
         &std::env::var_os("PATH").unwrap_or_default(),
     ));
     dirs.into_iter().find(|dir| {
-        let installed = dir
+        // What `cargo install` records: `[v1]` "NAME VERSION (SOURCE)" = ["BINARY", ...].
+        let installed: Vec<String> = dir
             .parent()
             .and_then(|root| std::fs::read_to_string(root.join(".crates.toml")).ok())
+            .and_then(|text| text.parse::<toml::Table>().ok())
+            .and_then(|table| Some(table.get("v1")?.as_table()?.keys().cloned().collect()))
             .unwrap_or_default();
+        let has = |package: &str| installed.iter().any(|key| key.starts_with(package));
         dir.join("mdbook").is_file()
             && dir.join("mdbook-cmdrun").is_file()
-            && installed.contains("\"mdbook 0.4.52 ")
-            && installed.contains("\"mdbook-cmdrun 0.7.3 ")
+            && has("mdbook 0.4.52 ")
+            && has("mdbook-cmdrun 0.7.3 ")
     })
 }
 
@@ -204,15 +208,15 @@ fn what_to_edit(copy: &Path) -> (reader::Chapter, PathBuf, String) {
     panic!("no chapter program prints a plain section(\"...\") title to edit");
 }
 
-/// Gives the copy's target directory what `cargo test` has just built for the project, afresh on
-/// every run. The registry crates' artifacts never change once built: they are hard links. The
-/// project's own (the `vmbook` library and the chapter programs, which cargo rebuilds in the copy
-/// when the copy changes them, writing some files in place) are copies, with their times.
+/// Gives the copy's target directory what `cargo test` has just built for the project. The
+/// registry crates' artifacts never change once built: they are hard links. The project's own (the
+/// `vmbook` library and the chapter programs, which cargo rebuilds in the copy when the copy changes
+/// them, writing some files in place) are copies, with their times. Only what differs from the
+/// last run is copied again (size and time), in this process: the copy's programs keep their
+/// inodes, so its `serve` reuses their outputs, as a writer's does after the first build.
 fn seed_target(root: &Path, copy: &Path) {
     let from = root.join("target/debug");
     let to = copy.join("target/debug");
-    let _ = std::fs::remove_dir_all(&to);
-    std::fs::create_dir_all(&to).unwrap();
     let ours: Vec<String> = ["vmbook", "libvmbook"]
         .into_iter()
         .map(String::from)
@@ -235,20 +239,49 @@ fn seed_target(root: &Path, copy: &Path) {
         std::fs::create_dir_all(to.join(dir)).unwrap();
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let copied = support::runner::run(
-                Command::new("cp")
-                    .arg(if is_ours(&name) { "-a" } else { "-al" })
-                    .arg(entry.path())
-                    .arg(to.join(dir)),
-                Duration::from_secs(120),
-            );
-            assert!(
-                copied.is_ok_and(|run| run.status.success()),
-                "could not seed {} from {}",
-                to.display(),
-                entry.path().display()
-            );
+            seed(&entry.path(), &to.join(dir).join(&name), is_ours(&name));
         }
+    }
+}
+
+/// Makes `to` hold `from` (a file, or a directory and everything in it): a copy with its time if
+/// `copied`, else a hard link.
+fn seed(from: &Path, to: &Path, copied: bool) {
+    let Ok(meta) = std::fs::symlink_metadata(from) else {
+        return; // removed meanwhile (cargo cleaning up after itself)
+    };
+    if meta.is_dir() {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap().flatten() {
+            seed(&entry.path(), &to.join(entry.file_name()), copied);
+        }
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let there = std::fs::symlink_metadata(to).ok();
+    let same = there.as_ref().is_some_and(|t| {
+        if copied {
+            t.size() == meta.size()
+                && t.mtime() == meta.mtime()
+                && t.mtime_nsec() == meta.mtime_nsec()
+        } else {
+            t.ino() == meta.ino() && t.dev() == meta.dev()
+        }
+    });
+    if same {
+        return;
+    }
+    if there.is_some() {
+        std::fs::remove_file(to).unwrap();
+    }
+    if copied {
+        std::fs::copy(from, to)
+            .and_then(|_| std::fs::File::options().write(true).open(to))
+            .and_then(|file| file.set_modified(meta.modified()?))
+            .unwrap_or_else(|e| panic!("seeding {} from {}: {e}", to.display(), from.display()));
+    } else {
+        std::fs::hard_link(from, to)
+            .unwrap_or_else(|e| panic!("seeding {} from {}: {e}", to.display(), from.display()));
     }
 }
 
