@@ -39,7 +39,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 // ---------------------------------------------------------------------------------------------
 // Processes, from /proc (support::procs)
 
-use support::procs::{self, descendants_of, tagged, Proc};
+use support::procs::{self, tagged, Proc};
 
 fn signal(pid: i32, sig: libc::c_int) -> bool {
     // SAFETY: kill(2) with a pid we started (or that was reparented to us).
@@ -136,8 +136,7 @@ fn execute(bin: &str, args: &[String], plan: Plan, limit: Duration) -> Outcome {
         if let Some(status) = child.try_wait() {
             break status;
         }
-        let procs = procs::all();
-        let below = descendants_of(top, &procs);
+        let below = procs::descendants(top);
         for p in &below {
             seen.entry(p.pid).or_insert_with(|| p.clone());
             out.had_children = true;

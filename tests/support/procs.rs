@@ -15,6 +15,48 @@ pub struct Proc {
     pub comm: String,
 }
 
+fn read(pid: i32) -> Option<Proc> {
+    let stat = procfs::process::Process::new(pid).ok()?.stat().ok()?;
+    Some(Proc {
+        pid: stat.pid,
+        ppid: stat.ppid,
+        state: stat.state,
+        start: stat.starttime,
+        comm: stat.comm,
+    })
+}
+
+/// Every descendant of `root` (children, their children ...), read down from `root` through
+/// `/proc/PID/task/TID/children`: a few files per process of the run instead of one per process
+/// of the machine, so that a test watching a run every few milliseconds does not take a CPU from
+/// the program it watches. Where the kernel has no such files (CONFIG_PROC_CHILDREN), from every
+/// process's parent.
+pub fn descendants(root: i32) -> Vec<Proc> {
+    static HAS_CHILDREN_FILES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let me = std::process::id();
+    if !*HAS_CHILDREN_FILES
+        .get_or_init(|| std::path::Path::new(&format!("/proc/{me}/task/{me}/children")).exists())
+    {
+        return descendants_of(root, &all());
+    }
+    let mut found = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        let Ok(tasks) = procfs::process::Process::new(parent).and_then(|p| p.tasks()) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            for child in task.children().unwrap_or_default() {
+                if let Some(p) = read(child as i32) {
+                    frontier.push(p.pid);
+                    found.push(p);
+                }
+            }
+        }
+    }
+    found
+}
+
 /// Every process that still exists when its turn to be read comes.
 pub fn all() -> Vec<Proc> {
     let Ok(processes) = procfs::process::all_processes() else {
