@@ -207,56 +207,88 @@ fn as_shell_command(command: &str, bin_dir: &Path) -> Result<String, String> {
 fn every_try_it_command_is_a_valid_invocation() {
     let bin_dir = support::binary("x").parent().unwrap().to_path_buf();
     let mut problems = Vec::new();
-    let mut ran = Vec::new();
+    let mut commands = Vec::new();
     for chapter in program_chapters() {
-        let commands = try_it_commands(&chapter);
-        if !(2..=3).contains(&commands.len()) {
+        let found = try_it_commands(&chapter);
+        if !(2..=3).contains(&found.len()) {
             problems.push(format!(
                 "{}: its \"## Try it\" section has {} `$ cargo run --bin ...` commands; \
                  STYLE.md asks for two or three",
                 chapter.file.display(),
-                commands.len()
+                found.len()
             ));
         }
-        for try_it in commands {
+        for try_it in found {
             let place = format!("{}:{}: `$ {}`", try_it.chapter, try_it.line, try_it.text);
-            let shell = match as_shell_command(&try_it.text, &bin_dir) {
-                Ok(shell) => shell,
-                Err(why) => {
-                    problems.push(format!("{place}: {why}"));
-                    continue;
-                }
-            };
-            let tag = support::fresh_tag();
-            let result = run_with_limit(
-                Command::new("sh")
-                    .arg("-c")
-                    .arg(&shell)
-                    .current_dir(support::root())
-                    .env("VMBOOK_RUN_TAG", &tag),
-                TRY_IT_LIMIT,
-            );
-            match result {
+            match as_shell_command(&try_it.text, &bin_dir) {
+                Ok(shell) => commands.push((place, shell)),
                 Err(why) => problems.push(format!("{place}: {why}")),
-                Ok(run) if !run.status.success() => problems.push(format!(
-                    "{place}: exited with {}\nstderr: {}",
-                    run.status,
-                    run.stderr.trim()
-                )),
-                Ok(run) if run.stdout.trim().is_empty() => {
-                    problems.push(format!("{place}: printed nothing"))
-                }
-                Ok(run) => ran.push(format!("{place}: {:.2?}", run.elapsed)),
-            }
-            let left = support::leftovers(&tag);
-            if !left.is_empty() {
-                problems.push(format!("{place}: left in /dev/shm: {left:?}"));
             }
         }
     }
+    // Two at a time: nothing here is compared with a snapshot, a command only has to succeed, and
+    // most of them keep one CPU busy.
+    let next = std::sync::Mutex::new(commands.iter());
+    let results: Vec<Result<String, String>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    while let Some((place, shell)) = {
+                        let mut next = next.lock().unwrap();
+                        next.next()
+                    } {
+                        done.push(try_it(place, shell));
+                    }
+                    done
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    let mut ran = Vec::new();
+    for result in results {
+        match result {
+            Ok(line) => ran.push(line),
+            Err(why) => problems.push(why),
+        }
+    }
+    ran.sort();
     eprintln!("{}", ran.join("\n"));
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
     assert!(!ran.is_empty(), "no \"Try it\" command found in the book");
+}
+
+/// Runs one "Try it" command (`shell`, for `sh -c`) under a fresh tag: its time, or what is wrong.
+fn try_it(place: &str, shell: &str) -> Result<String, String> {
+    let tag = support::fresh_tag();
+    let result = run_with_limit(
+        Command::new("sh")
+            .arg("-c")
+            .arg(shell)
+            .current_dir(support::root())
+            .env("VMBOOK_RUN_TAG", &tag),
+        TRY_IT_LIMIT,
+    );
+    let left = support::leftovers(&tag);
+    let run = result.map_err(|why| format!("{place}: {why}"))?;
+    if !run.status.success() {
+        return Err(format!(
+            "{place}: exited with {}\nstderr: {}",
+            run.status,
+            run.stderr.trim()
+        ));
+    }
+    if run.stdout.trim().is_empty() {
+        return Err(format!("{place}: printed nothing"));
+    }
+    if !left.is_empty() {
+        return Err(format!("{place}: left in /dev/shm: {left:?}"));
+    }
+    Ok(format!("{place}: {:.2?}", run.elapsed))
 }
 
 #[test]
