@@ -330,6 +330,8 @@ struct Reader {
     _browser: Browser,
     tab: Arc<Tab>,
     book: PathBuf,
+    /// Whether the tab shows a search already (`?search=`), with its index loaded.
+    searching: std::cell::Cell<bool>,
 }
 
 /// One `<img>` of a page: loaded, decoded and photographed, or why not.
@@ -358,13 +360,14 @@ const IMAGES: &str = r#"(async () => {
   }).join('\n');
 })()"#;
 
-/// Run in a page opened with `?search=WORD`: waits (at most 10 s) until mdBook's search has
-/// written its results header, and answers the pages its results link to, as JSON.
+/// Run in a page searching for WORD (opened with `?search=WORD`, or WORD typed into its search
+/// bar): waits (at most 10 s) until mdBook's search has written its results header for WORD, and
+/// answers the pages its results link to, as JSON.
 const SEARCH_RESULTS: &str = r#"new Promise(answer => {
   const start = Date.now();
   (function poll() {
     const header = document.getElementById('searchresults-header');
-    if (header && header.textContent.trim() !== '') {
+    if (header && header.textContent.includes("'WORD'")) {
       const links = document.querySelectorAll('#searchresults > li > a');
       answer(JSON.stringify(Array.from(links, a => a.getAttribute('href').split(/[?#]/)[0])));
     } else if (Date.now() - start > 10000) answer('timeout');
@@ -409,11 +412,13 @@ impl Reader {
             _browser: browser,
             tab,
             book: book.to_path_buf(),
+            searching: false.into(),
         }
     }
 
     /// Opens `page` of the built book (with `query`, e.g. `search=x`) and waits for its `load`.
     fn navigate(&self, page: &str, query: &str) -> Result<(), String> {
+        self.searching.set(false);
         let mut url = url::Url::from_file_path(self.book.join(page))
             .map_err(|()| format!("{} is not an absolute path", self.book.display()))?;
         url.set_query((!query.is_empty()).then_some(query));
@@ -540,10 +545,22 @@ impl Reader {
             .map_err(|e| format!("screenshot of {selector}: {e}"))
     }
 
-    /// The pages mdBook's search lists for `word`, in order (`virtual-memory.html`).
+    /// The pages mdBook's search lists for `word`, in order (`virtual-memory.html`): the first
+    /// search opens `index.html?search=WORD`, as a link to a search does; later ones type the word
+    /// into the open page's search bar, as a reader does (no reload of the page and its index).
     fn search(&self, word: &str) -> Result<Vec<String>, String> {
-        self.navigate("index.html", &format!("search={word}"))?;
-        let answer = self.evaluate(SEARCH_RESULTS)?;
+        if !word.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(format!("`{word}` is not a plain word"));
+        }
+        if self.searching.replace(true) {
+            self.evaluate(&format!(
+                "(() => {{ const bar = document.getElementById('searchbar'); bar.value = '{word}'; \
+                 bar.dispatchEvent(new KeyboardEvent('keyup')); return 'typed'; }})()"
+            ))?;
+        } else {
+            self.navigate("index.html", &format!("search={word}"))?;
+        }
+        let answer = self.evaluate(&SEARCH_RESULTS.replace("WORD", word))?;
         serde_json::from_str(&answer)
             .map_err(|_| format!("searching `{word}`: no results header within 10 s ({answer})"))
     }
