@@ -290,36 +290,3 @@ fn try_it(place: &str, shell: &str) -> Result<String, String> {
     }
     Ok(format!("{place}: {:.2?}", run.elapsed))
 }
-
-#[test]
-fn try_it_commands_are_parsed_as_a_reader_types_them() {
-    let dir = support::binary("x").parent().unwrap().to_path_buf();
-    let bin = dir.join("virtual-memory").to_string_lossy().into_owned();
-    assert_eq!(
-        as_shell_command(
-            "setarch -R cargo run --bin virtual-memory -- aslr --runs 6",
-            &dir
-        ),
-        Ok(format!(
-            "setarch -R {} aslr --runs 6",
-            shell_words::quote(&bin)
-        ))
-    );
-    assert!(as_shell_command("cargo run --bin virtual-memory --", &dir).is_ok());
-    assert!(as_shell_command("cargo run --bin no-such-chapter", &dir).is_err());
-    assert!(as_shell_command("cargo run --features x --bin virtual-memory", &dir).is_err());
-}
-
-#[test]
-fn options_without_a_description_are_found_in_both_help_formats() {
-    let short = "About\n\nOptions:\n      --runs <RUNS>  How many\n      --bare\n  -h, --help     Print help\n";
-    let long = "About\n\nOptions:\n      --runs <RUNS>\n          How many\n\n          [default: 4]\n\n      --bare\n\n  -h, --help\n          Print help\n";
-    for help in [short, long] {
-        let missing = undescribed_options("x", &[], help);
-        assert_eq!(missing.len(), 1, "{missing:?}");
-        assert!(missing[0].contains("--bare"), "{missing:?}");
-    }
-    let commands =
-        "About\n\nCommands:\n  maps  List\n  help  Print\n\nOptions:\n  -h, --help  Print help\n";
-    assert_eq!(subcommands(commands), vec!["maps".to_string()]);
-}
