@@ -28,7 +28,9 @@ enum Experiment {
     /// Stream bytes from a child to its parent through each transport; memcpy is the ceiling.
     Throughput {
         /// How much to send through each transport (K, M, G suffixes: 1G = 1 GiB).
-        #[arg(long, default_value = "8M", value_parser = parse_size)]
+        // 32M, not less: at several GB/s, 8 MiB is timed over about a millisecond, and one
+        // slow stretch of a virtual CPU then decided the order of ring and pipe in about 1 run in 30.
+        #[arg(long, default_value = "32M", value_parser = parse_size)]
         volume: usize,
         /// How much each send and each receive moves (a multiple of 8 bytes).
         #[arg(long, default_value = "64K", value_parser = parse_size)]
