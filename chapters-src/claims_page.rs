@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use vmbook::book::{Directive, Finding};
+use vmbook::figure::escape;
 
 /// One directive as this run saw it.
 pub struct Ran {
@@ -160,29 +161,11 @@ fn reference_configuration(path: &Path) -> Result<Vec<(String, String)>, String>
 /// `posix-shm__pipeline---input-data_numbers_txt`), chapter, binary when it differs, arguments.
 pub fn snapshot_name(directive: &Directive) -> Option<String> {
     let run = directive.run().ok()?;
-    let chapter = directive.chapter();
-    let mut name = if chapter == run.bin {
-        chapter
-    } else {
-        format!("{chapter}__{}", run.bin)
-    };
-    if !run.args.is_empty() {
-        let slug: String = run
-            .args
-            .join("-")
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        name.push_str("__");
-        name.push_str(&slug);
-    }
-    Some(name)
+    Some(vmbook::book::snapshot_name(
+        &directive.chapter(),
+        &run.bin,
+        &run.args,
+    ))
 }
 
 /// Pairs this run's findings with the accepted ones, claim by claim, in this run's order; the
@@ -283,22 +266,6 @@ fn same_claim(accepted: &str, claim: &str) -> bool {
         }
     }
     end > at
-}
-
-/// Text as HTML: the five characters that could end an element, an attribute or an entity.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
 }
 
 /// Writes the page to `path` (its directory is created).

@@ -31,6 +31,34 @@ pub struct Run {
     pub args: Vec<String>,
 }
 
+/// The snapshot a directive's output is accepted as, the tests' name for it: chapter, binary when
+/// it differs from the chapter (`virtual-memory__maps` when they share the slug, as they should),
+/// then the arguments with every character outside `[A-Za-z0-9_-]` as `_`
+/// (`posix-shm__pipeline---input-book_data_numbers_txt`). `claims --html` and the tests share it.
+pub fn snapshot_name(chapter: &str, bin: &str, args: &[String]) -> String {
+    let mut name = if chapter == bin {
+        chapter.to_string()
+    } else {
+        format!("{chapter}__{bin}")
+    };
+    if !args.is_empty() {
+        let slug: String = args
+            .join("-")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        name.push_str("__");
+        name.push_str(&slug);
+    }
+    name
+}
+
 impl Directive {
     /// `book/pages.md:12`
     pub fn location(&self) -> String {

@@ -233,7 +233,8 @@ fn frames_visible() -> bool {
     in_initial_namespace && effective & (1 << CAP_SYS_ADMIN) != 0
 }
 
-fn usable_cpus() -> usize {
+/// How many CPUs this process may run on (its affinity mask).
+pub fn usable_cpus() -> usize {
     nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
         .map(|set| {
             (0..nix::sched::CpuSet::count())

@@ -49,7 +49,8 @@ pub fn save(name: &str, svg: &str) {
     }
 }
 
-/// `text` with the five characters XML gives a meaning to escaped, for SVG text and attributes.
+/// `text` with the five characters XML and HTML give a meaning to escaped, for SVG text and
+/// attributes and for `claims --html`'s page (`&#39;`, which both read, for the apostrophe).
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -58,7 +59,7 @@ pub fn escape(text: &str) -> String {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
+            '\'' => out.push_str("&#39;"),
             c => out.push(c),
         }
     }

@@ -45,28 +45,7 @@ impl Directive {
     /// A stable, readable snapshot name: chapter, binary and arguments (`pages__--pages-64`).
     pub fn snapshot_name(&self) -> String {
         let (bin, args) = self.parsed.as_ref().expect("a well-formed directive");
-        // `virtual-memory__maps` when the chapter and its binary share the slug, as they should.
-        let mut name = if self.chapter() == *bin {
-            self.chapter()
-        } else {
-            format!("{}__{}", self.chapter(), bin)
-        };
-        if !args.is_empty() {
-            let slug: String = args
-                .join("-")
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                        c
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
-            name.push_str("__");
-            name.push_str(&slug);
-        }
-        name
+        vmbook::book::snapshot_name(&self.chapter(), bin, args)
     }
 
     pub fn location(&self) -> String {
