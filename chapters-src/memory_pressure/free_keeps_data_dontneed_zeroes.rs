@@ -1,12 +1,12 @@
 //! MADV_FREE and MADV_DONTNEED both say "I no longer need these pages", with a different
 //! contract: DONTNEED drops them now; FREE lets the kernel drop them later, when it needs the RAM.
 
-use crate::memory::{advise, check, fill, most, resident_pages, smaps_counter, Region, SwapAreas};
+use crate::memory::{
+    advise, check, fill, most, resident_pages, smaps_counter, OneCpu, Region, SwapAreas,
+};
 use anyhow::{Context, Result};
 use nix::errno::Errno;
-use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
 use nix::sys::mman::MmapAdvise;
-use nix::unistd::Pid;
 use vmbook::procinfo::page_size;
 use vmbook::{bytes, finding, kb, not_checked, section};
 
@@ -26,6 +26,8 @@ pub fn free_keeps_data_dontneed_zeroes(pages: usize) -> Result<()> {
         "a page written after MADV_FREE keeps its new data through reclaim: the write cancels \
          the free",
     ];
+    // From the first touch to the last madvise on one CPU: see OneCpu.
+    let pinned = OneCpu::here()?;
     // ANCHOR: free_vs_dontneed
     let mut freed = Region::new(len)?;
     let mut dropped = Region::new(len)?;
@@ -33,7 +35,7 @@ pub fn free_keeps_data_dontneed_zeroes(pages: usize) -> Result<()> {
     fill(dropped.bytes_mut(), 9);
     // SAFETY (both): regions of our own; reading them again is the experiment, which expects old
     // contents or zeros and checks which.
-    let free = on_one_cpu(|| unsafe { advise(freed.as_ptr(), len, MmapAdvise::MADV_FREE) })?;
+    let free = unsafe { advise(freed.as_ptr(), len, MmapAdvise::MADV_FREE) };
     if let Err(Errno::EINVAL) = free {
         let why = "madvise(MADV_FREE): EINVAL: this kernel lacks it (Linux 4.5+)";
         claims.iter().for_each(|claim| not_checked(claim, why));
@@ -94,6 +96,7 @@ pub fn free_keeps_data_dontneed_zeroes(pages: usize) -> Result<()> {
         .count();
     let kept = freed.bytes()[..page].iter().all(|&b| b == 0x5a);
     // ANCHOR_END: free_under_reclaim
+    drop(pinned);
     println!(
         "after MADV_PAGEOUT:  Rss {}, Swap {}, resident {}; {zeros} of {} untouched pages \
          read as zeros; the written page {}",
@@ -129,25 +132,4 @@ pub fn free_keeps_data_dontneed_zeroes(pages: usize) -> Result<()> {
         },
     );
     Ok(())
-}
-
-/// Runs `call` with this process pinned to the CPU it is on, then gives the old affinity back.
-///
-/// MADV_FREE moves each page to the lazily-freed list through a small per-CPU batch (the claim
-/// allows 32 pages), flushed when full. A process moved to another CPU in the middle of the call
-/// leaves a partial batch on each CPU it ran on, so on a busy machine more than one batch could be
-/// missing from LazyFree when the program looks; pinned, at most one is.
-fn on_one_cpu<T>(call: impl FnOnce() -> T) -> Result<T> {
-    let before = sched_getaffinity(Pid::from_raw(0)).context("sched_getaffinity")?;
-    // SAFETY: sched_getcpu has no preconditions; it returns -1 with errno on failure.
-    let cpu = unsafe { libc::sched_getcpu() };
-    if cpu < 0 {
-        return Ok(call()); // no CPU number to pin to: the call as it is
-    }
-    let mut one = CpuSet::new();
-    one.set(cpu as usize).context("CpuSet::set")?;
-    sched_setaffinity(Pid::from_raw(0), &one).context("sched_setaffinity")?;
-    let result = call();
-    sched_setaffinity(Pid::from_raw(0), &before).context("sched_setaffinity (restore)")?;
-    Ok(result)
 }

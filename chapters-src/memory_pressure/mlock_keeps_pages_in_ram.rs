@@ -3,7 +3,7 @@
 
 use crate::child::fork_waiting;
 use crate::memory::{
-    advise, few, fill, resident_pages, smaps_counter, swapped_pages, Region, SwapAreas,
+    advise, few, fill, resident_pages, smaps_counter, swapped_pages, OneCpu, Region, SwapAreas,
 };
 use anyhow::{Context, Result};
 use nix::errno::Errno;
@@ -65,6 +65,8 @@ pub fn mlock_keeps_pages_in_ram(pages: usize) -> Result<()> {
         "MADV_PAGEOUT refuses a locked range (EINVAL), and every locked page stays resident",
         "with swap, the unlocked pages leave while the locked ones stay",
     ];
+    // From the first touch to the madvise on one CPU: see OneCpu.
+    let pinned = OneCpu::here()?;
     // ANCHOR: mlock_keeps_pages_in_ram
     let mut locked = Region::new(len)?;
     let mut unlocked = Region::new(len)?;
@@ -82,6 +84,7 @@ pub fn mlock_keeps_pages_in_ram(pages: usize) -> Result<()> {
     let resident_locked = resident_pages(locked.as_ptr(), len)?;
     let resident_unlocked = resident_pages(unlocked.as_ptr(), len)?;
     let swapped_unlocked = swapped_pages(unlocked.as_ptr(), len)?;
+    drop(pinned);
     // ANCHOR_END: mlock_keeps_pages_in_ram
     vmbook::pause::here(
         "one region locked, one not, both advised MADV_PAGEOUT",

@@ -2,7 +2,8 @@
 //! page table entry then holds a swap entry (pagemap bit 62) and touching the page faults it back.
 
 use crate::memory::{
-    advise, check, few, fill, most, resident_pages, smaps_counter, swapped_pages, Region, SwapAreas,
+    advise, check, few, fill, most, resident_pages, smaps_counter, swapped_pages, OneCpu, Region,
+    SwapAreas,
 };
 use anyhow::{Context, Result};
 use nix::errno::Errno;
@@ -36,6 +37,8 @@ pub fn pageout_anon_needs_swap(pages: usize) -> Result<()> {
     ];
     let without_swap = "without swap, anonymous pages cannot leave RAM: after MADV_PAGEOUT \
                         every page is still resident, none swapped";
+    // From the first touch to the madvise on one CPU: see OneCpu.
+    let pinned = OneCpu::here()?;
     // ANCHOR: pageout_anon_needs_swap
     let mut region = Region::new(len)?;
     fill(region.bytes_mut(), 5);
@@ -51,6 +54,7 @@ pub fn pageout_anon_needs_swap(pages: usize) -> Result<()> {
     let swapped = swapped_pages(region.as_ptr(), len)?;
     let in_swap = smaps_counter(region.addr(), "Swap")?;
     let swap_after = vm_swap()?;
+    drop(pinned);
     vmbook::pause::here(
         "MADV_PAGEOUT is done; the region has not been touched again",
         &["grep -E 'VmRSS|VmSwap' /proc/PID/status", "cat /proc/swaps"],

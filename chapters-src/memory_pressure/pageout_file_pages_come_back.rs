@@ -1,7 +1,7 @@
 //! A clean file page can leave RAM at any time: its data is still in the file. MADV_PAGEOUT makes
 //! reclaim take it now; reading it again is a major fault, served from the disk.
 
-use crate::memory::{advise, check, fill, most, resident_pages};
+use crate::memory::{advise, check, fill, most, resident_pages, OneCpu};
 use anyhow::{Context, Result};
 use nix::errno::Errno;
 use nix::sys::mman::{mmap, munmap, MapFlags, MmapAdvise, ProtFlags};
@@ -114,6 +114,8 @@ pub fn pageout_file_pages_come_back(pages: usize, dir: Option<PathBuf>) -> Resul
             return Ok(());
         }
     };
+    // From the first touch to the madvise on one CPU: see OneCpu.
+    let pinned = OneCpu::here()?;
     // ANCHOR: pageout_file_pages_come_back
     let mut contents = vec![0u8; len];
     fill(&mut contents, 3);
@@ -143,6 +145,7 @@ pub fn pageout_file_pages_come_back(pages: usize, dir: Option<PathBuf>) -> Resul
         return Ok(());
     }
     let resident_out = resident_pages(start, len)?;
+    drop(pinned);
     vmbook::pause::here(
         "the file's pages have been paged out; the mapping is still there",
         &["grep -A 3 vmbook-pageout /proc/PID/smaps"],
