@@ -2,13 +2,22 @@
 //! as the ceiling.
 
 use crate::pair::Placement;
+use crate::ping::{self, Ping};
 use crate::stream::{self, Transport};
-use crate::units::gbps;
+use crate::units::{gbps, percentiles};
 use crate::wanted::{mqueue_works, no_second_cpu, placements};
 use crate::Where;
 use anyhow::{ensure, Result};
 use std::collections::HashMap;
+use vmbook::measure::time;
 use vmbook::{bytes, finding, not_checked, section};
+
+/// Round trips timed for the line above: enough for a stable median, well under a millisecond.
+const LINE_TRIPS: u32 = 1024;
+
+const ONE_CORE: &str = "the shm ring moves data faster than a pipe, one core";
+const TWO_CORES: &str =
+    "the shm ring keeps up with a pipe on two cores (at least four fifths of its rate)";
 
 // ANCHOR: streaming_throughput
 pub fn streaming_throughput(
@@ -101,26 +110,28 @@ pub fn streaming_throughput(
         format!("fastest {}, memcpy {}", gbps(fastest), gbps(memcpy)),
     );
     for &p in &placements {
-        let (Some(ring), Some(pipe)) = (
+        let (Some(&ring), Some(&pipe)) = (
             best.get(&(Transport::Ring, p)),
             best.get(&(Transport::Pipe, p)),
         ) else {
             continue;
         };
-        finding(
-            &format!("the shm ring moves data faster than a pipe, {}", p.label()),
-            ring > pipe,
-            format!(
-                "ring {}, pipe {}: {:.1}×",
-                gbps(*ring),
-                gbps(*pipe),
-                ring / pipe
-            ),
+        let evidence = format!(
+            "ring {}, pipe {}: {:.1}×",
+            gbps(ring),
+            gbps(pipe),
+            ring / pipe
         );
+        match p {
+            Placement::OneCore => finding(ONE_CORE, ring > pipe, evidence),
+            // On two CPUs both transports may be held to the speed at which cache lines travel
+            // between them (see the prose): then they tie, and only a real loss is a refutation.
+            Placement::TwoCores => finding(TWO_CORES, ring * 5.0 >= pipe * 4.0, evidence),
+        }
     }
     if let Some(why) = no_second_cpu(placement)? {
         if best.contains_key(&(Transport::Ring, Placement::OneCore)) {
-            not_checked("the shm ring moves data faster than a pipe, two cores", why);
+            not_checked(TWO_CORES, why);
         }
     }
     if let (Some(one), Some(two)) = (
@@ -133,6 +144,16 @@ pub fn streaming_throughput(
             100.0 * two / memcpy,
             100.0 * one / ram,
             100.0 * two / ram
+        );
+    }
+    if placements.contains(&Placement::TwoCores) {
+        // What every byte crossing between the two CPUs pays: a cache line's trip from one
+        // core's cache to the other's and back, timed by two processes spinning on one word.
+        let mut trips = ping::round_trips(Ping::Spin, Placement::TwoCores, LINE_TRIPS)?;
+        let (median, _) = percentiles(&mut trips);
+        println!(
+            "a cache line's round trip between the two CPUs (spinning, median of {LINE_TRIPS}): {}",
+            time(median)
         );
     }
     Ok(())
