@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 use vmbook::process::{fork_child, spawn_tracked_ending_with, wait_exit_code, wait_spawned};
 use vmbook::procinfo::page_size;
-use vmbook::{finding, not_checked, section, Mapping};
+use vmbook::{finding, section, Mapping};
 
 const GREETING: &[u8] = b"Hello, child process!";
 /// What the child read: nothing, part of the greeting, all of it.
@@ -131,22 +131,10 @@ pub fn race_child_can_read_first(runs: u32, pause_us: u64) -> Result<()> {
         empty.iter().any(|&e| e > 0),
         &evidence,
     );
-    let claim = "a parent that slept just before fork (a nap, or waitpid in a loop) is overtaken \
-                 by its child less often than a freshly started one (at most half as often)";
-    // A comparison of two rates needs enough events on the side that should be larger: with a
-    // handful, chance alone decides (a quiet machine sees 0-3 early reads in 50 new processes).
-    if fresh < ENOUGH_EARLY_READS {
-        not_checked(
-            claim,
-            format!(
-                "the child read first in only {} of {runs} new processes, fewer than \
-                 {ENOUGH_EARLY_READS} early reads: too few to compare",
-                pct(fresh, runs)
-            ),
-        );
-    } else {
-        finding(claim, fresh >= 2 * napped.max(looped), &evidence);
-    }
+    // The rows of a parent that had just slept (napped, looped) are not compared with the first
+    // in a finding: how often a new process's child reads first swings with the machine's load
+    // (0-3 in 50 on a quiet machine, many more on a busy one), so no verdict would hold from one
+    // run to the next. The prose reads the rows instead.
     finding(
         "pausing the parent between fork and its write makes the early read more frequent",
         paused > looped,
@@ -154,9 +142,6 @@ pub fn race_child_can_read_first(runs: u32, pause_us: u64) -> Result<()> {
     );
     Ok(())
 }
-
-/// How many early reads among the new processes a comparison of the rows needs.
-const ENOUGH_EARLY_READS: u32 = 10;
 
 /// `n` as a share of `runs`: `7%`, or `0.3%` when it is not a whole percent.
 fn pct(n: u32, runs: u32) -> String {
