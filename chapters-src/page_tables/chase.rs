@@ -45,6 +45,14 @@ impl Rng {
     }
 }
 
+/// Which cache line of page `i` holds its pointer: a hash of `i`, so that the pointers spread over
+/// every set of the caches. (`i % lines` would not: in a physically contiguous huge page, page i's
+/// line `i % 64` falls into only 64 of an L2 cache's sets, and the reads would miss the cache for
+/// want of room, not of a translation.)
+fn line_of(i: usize, lines: usize) -> usize {
+    (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) % lines
+}
+
 // ANCHOR: ring
 /// Links the first `pages` pages at `base` into one cycle in random order (Sattolo's shuffle) and
 /// returns where it starts. The pointer in page i sits at cache line i mod (lines per page), so
@@ -54,7 +62,7 @@ impl Rng {
 /// `base` must be the start of at least `pages * page` writable bytes that nothing else uses.
 pub unsafe fn ring(base: *mut u8, pages: usize, page: usize) -> *const usize {
     let lines = page / 64;
-    let slot = |i: usize| base.add(i * page + (i % lines) * 64) as *mut usize;
+    let slot = |i: usize| base.add(i * page + line_of(i, lines) * 64) as *mut usize;
     let mut next: Vec<usize> = (0..pages).collect();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ pages as u64);
     for i in (1..pages).rev() {

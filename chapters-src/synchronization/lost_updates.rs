@@ -55,29 +55,29 @@ fn add_one(page: &CounterPage, how: Increment) {
 /// Child `me` adds 1 at least `n` times, and goes on until the other child has added `n / 2`: on a
 /// busy machine one child could otherwise finish before the other was even scheduled.
 ///
-/// With one usable CPU the two never run at once: their increments interleave only where the
-/// scheduler switches one out, and an update is lost only when a switch falls between a load and
-/// its store. A few switches may all miss (1 run in 20 lost nothing here), so each also goes on
-/// until it has been switched out [`SWITCHES_ON_ONE_CPU`] times.
-fn increment_while_the_other_does(
-    page: &CounterPage,
-    how: Increment,
-    n: u64,
-    me: usize,
-    one_cpu: bool,
-) {
+/// Overlapping in time is not enough either: when the two share one CPU (one usable CPU, or two
+/// with other programs running), they interleave only where the scheduler switches one out, and an
+/// update is lost only when a switch falls between a load and its store. A few switches may all
+/// miss (1 run in 3 lost nothing here with two busy loops beside it), so each also goes on until it
+/// has seen the other's count move during [`INTERLEAVINGS`] of its rounds of 1000, or the other
+/// has finished. On two idle CPUs nearly every round sees it move, and this adds nothing.
+fn increment_while_the_other_does(page: &CounterPage, how: Increment, n: u64, me: usize) {
     let start = Instant::now();
-    let switched_before = involuntary_switches();
-    let mut added = 0;
+    let other = 1 - me;
+    let (mut added, mut interleavings) = (0, 0);
+    let mut others_before = page.added[other].load(Ordering::Relaxed);
     while added < n
-        || page.added[1 - me].load(Ordering::Relaxed) < n / 2
-        || (one_cpu && involuntary_switches() - switched_before < SWITCHES_ON_ONE_CPU)
+        || page.added[other].load(Ordering::Relaxed) < n / 2
+        || (interleavings < INTERLEAVINGS && page.loop_ns[other].load(Ordering::Acquire) == 0)
     {
         for _ in 0..1000 {
             add_one(page, how);
         }
         added += 1000;
         page.added[me].store(added, Ordering::Relaxed);
+        let others_now = page.added[other].load(Ordering::Relaxed);
+        interleavings += u32::from(others_now != others_before);
+        others_before = others_now;
         if start.elapsed() > Duration::from_secs(5) {
             break; // the other child is gone: stop anyway
         }
@@ -85,18 +85,11 @@ fn increment_while_the_other_does(
 }
 // ANCHOR_END: overlap
 
-/// How many times each child must be switched out when both share one CPU.
-const SWITCHES_ON_ONE_CPU: i64 = 16;
-
-/// How many times the scheduler has switched this process out against its will.
-fn involuntary_switches() -> i64 {
-    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
-        .map(|usage| usage.involuntary_context_switches())
-        .unwrap_or(0)
-}
+/// How many of its rounds each child must see the other's count move in.
+const INTERLEAVINGS: u32 = 16;
 
 /// Two children increment at once; returns (final count, increments made, ns per increment).
-fn race_two_children(how: Increment, n: u64, one_cpu: bool) -> Result<(u64, u64, f64)> {
+fn race_two_children(how: Increment, n: u64) -> Result<(u64, u64, f64)> {
     let page = Shared::<CounterPage>::new()?;
     // SAFETY: the mutex lives in the new shared page, which outlives both children; no one uses it.
     unsafe { init_mutex(page.mutex.get(), false) }?;
@@ -109,7 +102,7 @@ fn race_two_children(how: Increment, n: u64, one_cpu: bool) -> Result<(u64, u64,
                 std::hint::spin_loop();
             }
             let start = monotonic_ns();
-            increment_while_the_other_does(page, how, n, me, one_cpu);
+            increment_while_the_other_does(page, how, n, me);
             page.loop_ns[me].store(monotonic_ns() - start, Ordering::Release);
             0
         })?);
@@ -145,23 +138,17 @@ fn race_two_children(how: Increment, n: u64, one_cpu: bool) -> Result<(u64, u64,
 pub fn lost_updates(n: u64) -> Result<()> {
     section("Two processes, one counter in a MAP_SHARED page, each adding 1");
     println!(
-        "each process adds 1 at least {n} times, and until the other has added {}",
+        "each process adds 1 at least {n} times, until the other has added {}, and until it has \
+         seen the other's count move during {INTERLEAVINGS} of its rounds of 1000",
         n / 2
     );
-    let one_cpu = vmbook::environment::usable_cpus() == 1;
-    if one_cpu {
-        println!(
-            "one usable CPU: the two take turns, so each also goes on until the scheduler has \
-             switched it out {SWITCHES_ON_ONE_CPU} times"
-        );
-    }
     let mut results = Vec::new();
     for (how, label) in [
         (Increment::Plain, "plain read + write (volatile)"),
         (Increment::FetchAdd, "AtomicU64::fetch_add"),
         (Increment::Mutex, "pthread mutex (process-shared)"),
     ] {
-        let (got, made, ns) = race_two_children(how, n, one_cpu)?;
+        let (got, made, ns) = race_two_children(how, n)?;
         results.push((got, made, ns));
         // Values that vary are never padded: the redacted output must not depend on their width.
         println!(

@@ -7,8 +7,11 @@ pub fn cpu_ns() -> u64 {
     cpu.as_nanos() as u64
 }
 
+/// `a / b` as `3.2×`. A `b` of zero (a count of whole µs that came out as none) divides as 1, so
+/// that the line stays readable; any other `b`, fractions of a unit included, divides as it is.
 pub fn ratio(a: f64, b: f64) -> String {
-    format!("{:.1}×", a / b.max(1.0))
+    let b = if b > 0.0 { b } else { 1.0 };
+    format!("{:.1}×", a / b)
 }
 
 /// `part` as a percentage of `whole`, with as many decimals as it takes never to print a part that
