@@ -55,15 +55,20 @@ cmdrun_dir() {
   fi
 }
 
+# Both installs build in one target directory: mdbook-cmdrun is built on the mdbook library, and
+# their lock files agree on most crates (237 of mdbook-cmdrun's 267), so the second install reuses
+# what the first compiled instead of compiling it again. The directory goes once both are in.
 install_tools() {
+  local build="$tools/build"
   if [ "$(mdbook_dir)" = "$tools/bin" ] && ! installed_in "$tools" mdbook "$MDBOOK_VERSION"; then
     echo "installing mdbook $MDBOOK_VERSION into $tools (a few minutes, once)" >&2
-    cargo install --locked --quiet --root "$tools" --version "$MDBOOK_VERSION" mdbook
+    cargo install --locked --quiet --root "$tools" --target-dir "$build" --version "$MDBOOK_VERSION" mdbook
   fi
   if [ "$(cmdrun_dir)" = "$tools/bin" ] && ! installed_in "$tools" mdbook-cmdrun "$CMDRUN_VERSION"; then
     echo "installing mdbook-cmdrun $CMDRUN_VERSION into $tools (a few minutes, once)" >&2
-    cargo install --locked --quiet --root "$tools" --version "$CMDRUN_VERSION" mdbook-cmdrun
+    cargo install --locked --quiet --root "$tools" --target-dir "$build" --version "$CMDRUN_VERSION" mdbook-cmdrun
   fi
+  rm -rf "$build"
 }
 
 command="${1:-build}"
