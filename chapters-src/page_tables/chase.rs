@@ -55,8 +55,8 @@ fn line_of(i: usize, lines: usize) -> usize {
 
 // ANCHOR: ring
 /// Links the first `pages` pages at `base` into one cycle in random order (Sattolo's shuffle) and
-/// returns where it starts. The pointer in page i sits at cache line i mod (lines per page), so
-/// that the pointers spread over the cache's sets instead of all landing in the same one.
+/// returns where it starts. The pointer in page i sits at a cache line picked by a hash of i, so
+/// that the pointers spread over the caches' sets instead of all landing in the same few.
 ///
 /// # Safety
 /// `base` must be the start of at least `pages * page` writable bytes that nothing else uses.
