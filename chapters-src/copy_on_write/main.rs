@@ -38,8 +38,8 @@ enum Experiment {
     /// The child writes N bytes into one page, then one byte into each of N pages.
     OneByte {
         /// N: bytes written into one page, and pages written one byte each.
-        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
-        count: u32,
+        #[arg(long, default_value_t = 64, value_parser = one_byte_copies_a_page::count_within_a_page)]
+        count: usize,
     },
     /// Seed 004 with MAP_PRIVATE: the child writes a string, the parent looks for it.
     PrivateWrite {
@@ -62,7 +62,7 @@ fn main() -> ExitCode {
     vmbook::chapter::main(|experiment: Experiment| match experiment {
         Experiment::SameFrame { pages } => same_frame_after_fork(pages as usize),
         Experiment::CowCost { pages } => cow_fault_cost(pages as usize),
-        Experiment::OneByte { count } => one_byte_copies_a_page(count as usize),
+        Experiment::OneByte { count } => one_byte_copies_a_page(count),
         Experiment::PrivateWrite { text } => parent_never_sees_private_write(&text),
         Experiment::ForkCost { small_mib, big_mib } => {
             fork_cost_grows_with_memory(small_mib, big_mib)

@@ -9,6 +9,17 @@ use vmbook::procinfo::page_size;
 use vmbook::{finding, kb, section};
 
 // ANCHOR: one_byte_copies_a_page
+/// `--count`: from 1 to this machine's page size, since the first part writes that many bytes
+/// into one page.
+pub fn count_within_a_page(text: &str) -> std::result::Result<usize, String> {
+    let page = page_size();
+    match text.parse::<usize>() {
+        Ok(n) if (1..=page).contains(&n) => Ok(n),
+        Ok(n) => Err(format!("{n} is out of range 1..={page} (the page size)")),
+        Err(_) => Err(format!("`{text}` is not a number of bytes")),
+    }
+}
+
 pub fn one_byte_copies_a_page(count: usize) -> Result<()> {
     section(&format!(
         "The child writes {count} bytes into one page, then 1 byte into each of {count} pages"

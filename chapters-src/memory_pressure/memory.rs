@@ -34,8 +34,8 @@ pub unsafe fn advise(start: *mut u8, len: usize, advice: MmapAdvise) -> Result<(
 /// batches (MADV_FREE, MADV_COLD and MADV_PAGEOUT each begin with one). Pages left in a batch on
 /// another CPU are not on a list, so madvise skips them: a process moved between the touch, the
 /// MADV_FREE and the MADV_PAGEOUT keeps some pages resident or not lazily freed (a C program
-/// that moved itself between the calls left up to 39 of 256). Pinned from the first touch to the last madvise, every batch the pages pass through is
-/// drained by the next call.
+/// that moved itself between the calls left up to 39 of 256). Pinned from the first touch to the
+/// last madvise, every batch the pages pass through is drained by the next call.
 pub struct OneCpu {
     before: Option<CpuSet>,
 }

@@ -42,7 +42,7 @@ enum Experiment {
         /// The largest region (K, M, G suffixes); regions grow by 4× from 4 pages up to it.
         #[arg(long, default_value = "64M", value_parser = chase::parse_size)]
         max_size: usize,
-        /// How many reads to time per region and page kind (best of three runs of this many).
+        /// How many reads to time per region and page kind, split over eight runs (the fastest counts).
         #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1000..=100_000_000))]
         reads: u32,
         /// The directory to write page-tables-tlb-reach.svg into (default: $VMBOOK_FIGURES, else

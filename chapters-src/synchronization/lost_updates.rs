@@ -60,7 +60,8 @@ fn add_one(page: &CounterPage, how: Increment) {
 /// update is lost only when a switch falls between a load and its store. A few switches may all
 /// miss (10 runs in 30 lost nothing, measured with two busy loops beside them on two CPUs), so
 /// each also goes on until it has seen the other's count move during [`INTERLEAVINGS`] of its
-/// rounds of 1000, or the other has finished. On two idle CPUs nearly every round sees it move, and this adds nothing.
+/// rounds of 1000, or the other has finished. On two idle CPUs nearly every round sees it move,
+/// and this adds nothing.
 fn increment_while_the_other_does(page: &CounterPage, how: Increment, n: u64, me: usize) {
     let start = Instant::now();
     let other = 1 - me;
